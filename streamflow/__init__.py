@@ -1,0 +1,45 @@
+"""streamflow: parallel stream processing with plain Python generators.
+
+Annotate generator functions with ``@stage``, compose them with ``|`` into a
+lazy, type-checked ``Flow``, and run it on threads or processes with
+bounded buffers and errors that never hang.
+"""
+
+from ._errors import (
+    FlowTypeError,
+    InactivityError,
+    MessageTooLarge,
+    OptionError,
+    StageError,
+    StreamflowError,
+    UnpicklableMessage,
+    WorkerCrashed,
+)
+from ._flow import ClosedFlow, Flow, FlowIterator
+from ._stage import Processor, Sink, Source, Stage, StageOptions, source, stage
+from ._worker import WorkerInfo, worker_info
+
+__all__ = [
+    "ClosedFlow",
+    "Flow",
+    "FlowIterator",
+    "FlowTypeError",
+    "InactivityError",
+    "MessageTooLarge",
+    "OptionError",
+    "Processor",
+    "Sink",
+    "Source",
+    "Stage",
+    "StageError",
+    "StageOptions",
+    "StreamflowError",
+    "UnpicklableMessage",
+    "WorkerCrashed",
+    "WorkerInfo",
+    "source",
+    "stage",
+    "worker_info",
+]
+
+__version__ = "0.1.0"

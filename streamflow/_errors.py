@@ -1,0 +1,73 @@
+"""Every exception streamflow raises.
+
+::
+
+    StreamflowError
+     +-- FlowTypeError (TypeError)         a flow that cannot be composed
+     +-- OptionError (ValueError)          a run option out of range
+     +-- StageError                        a stage raised something unpicklable
+     +-- WorkerCrashed                     a worker died without finishing
+     +-- InactivityError (TimeoutError)    no packet moved for too long
+     +-- MessageTooLarge (ValueError)      a message exceeded its slot
+     +-- UnpicklableMessage (TypeError)    a stage yielded what cannot travel
+
+Exceptions raised by user code are re-raised with their own type; these are
+for what streamflow itself detects. All of them survive pickling, so they
+cross process boundaries unchanged.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "FlowTypeError",
+    "InactivityError",
+    "MessageTooLarge",
+    "OptionError",
+    "StageError",
+    "StreamflowError",
+    "UnpicklableMessage",
+    "WorkerCrashed",
+]
+
+
+class StreamflowError(Exception):
+    """Root of the errors streamflow raises itself."""
+
+
+class FlowTypeError(StreamflowError, TypeError):
+    """A stage or flow was composed, bound or annotated inconsistently."""
+
+
+class OptionError(StreamflowError, ValueError):
+    """A run option is out of its range."""
+
+
+class StageError(StreamflowError):
+    """A stage raised an exception that could not be sent back as itself.
+
+    ``type_name`` and ``remote_traceback`` keep what is known of it.
+    """
+
+    def __init__(self, message: str, type_name: str = "", remote_traceback: str = "") -> None:
+        super().__init__(message)
+        self.type_name = type_name
+        self.remote_traceback = remote_traceback
+
+    def __reduce__(self) -> tuple[type[StageError], tuple[str, str, str]]:
+        return (type(self), (str(self), self.type_name, self.remote_traceback))
+
+
+class WorkerCrashed(StreamflowError):
+    """A worker ended without finishing its stream (signal, exit, fault)."""
+
+
+class InactivityError(StreamflowError, TimeoutError):
+    """No packet moved anywhere in the flow for ``inactivity_timeout`` seconds."""
+
+
+class MessageTooLarge(StreamflowError, ValueError):
+    """A message did not fit in its edge's ``max_message_size`` slot."""
+
+
+class UnpicklableMessage(StreamflowError, TypeError):
+    """A stage yielded a value that cannot be pickled to the next process."""

@@ -1,0 +1,316 @@
+"""Flow: stages composed with ``|``, checked link by link, run lazily.
+
+``Flow[I, O]`` is open: iterate it for its ``O`` items.  ``ClosedFlow[I, R]``
+ends in a sink: ``run()`` returns the sink's ``R``.  ``I`` is what a flow
+without a source consumes (``Never`` once it has one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+
+from typing_extensions import Never, Self
+
+from . import _backends
+from ._errors import FlowTypeError
+from ._execution import Execution
+from ._plan import RunConfig, StartMethod, build_plan
+from ._stage import Processor, Sink, Source, Stage, source
+from ._typecheck import TypeConflict, is_subtype, show, substitute
+
+__all__ = ["ClosedFlow", "Flow", "FlowIterator", "compose"]
+
+I = TypeVar("I", contravariant=True)  # noqa: E741
+O = TypeVar("O", covariant=True)
+T = TypeVar("T")
+P2 = TypeVar("P2")
+
+
+def _stages_of(part: Any) -> tuple[Stage[Any, Any, Any], ...]:
+    if isinstance(part, Stage):
+        return (part,)
+    if isinstance(part, _Composite):
+        return part.stages
+    if isinstance(part, Iterable) and not isinstance(part, (str, bytes)):
+        return (source(part),)
+    raise FlowTypeError(
+        f"cannot compose {type(part).__name__} into a flow; "
+        "use stages, flows or an iterable (wrap it with streamflow.source(...))"
+    )
+
+
+def _link(up: Stage[Any, Any, Any], up_type: Any, down: Stage[Any, Any, Any]) -> Any:
+    """Check ``up -> down``; return the type ``down`` yields given ``up_type``."""
+    head = f"cannot connect '{up.name}' -> '{down.name}'"
+    if up.kind == "sink":
+        raise FlowTypeError(f"{head}: '{up.name}' is a sink ({up.where}); nothing can follow it")
+    if down.kind == "source":
+        raise FlowTypeError(
+            f"{head}: '{down.name}' is a source ({down.where}); it takes no input stream"
+        )
+    if not up._sig.output_annotated:
+        raise FlowTypeError(
+            f"{head}: '{up.name}' has no return annotation ({up.where}); "
+            f"annotate it, e.g. '-> Iterator[X]'"
+        )
+    bindings: dict[Any, Any] = {}
+    try:
+        fits = is_subtype(up_type, down.input_type, bindings)
+    except TypeConflict as conflict:
+        raise FlowTypeError(
+            f"{head}: '{up.name}' yields {show(up_type)}, which binds {conflict}"
+            f" in '{down.name}' ({down.where})"
+        ) from None
+    if not fits:
+        raise FlowTypeError(
+            f"{head}: '{up.name}' yields {show(up_type)}, '{down.name}' consumes "
+            f"{show(down.input_type)} ('{up.name}' {up.where}; '{down.name}' {down.where})"
+        )
+    return substitute(down.output_type, bindings)
+
+
+def _check(stages: tuple[Stage[Any, Any, Any], ...]) -> tuple[Any, ...]:
+    """Check every link; the output type of each stage after TypeVar binding."""
+    for stage in stages:
+        stage.check_complete()
+    first = stages[0]
+    if first.kind != "source" and not first._sig.input_annotated:
+        raise FlowTypeError(f"stage '{first.name}' has no stream annotation ({first.where})")
+    types = [first.output_type]
+    for up, down in zip(stages, stages[1:]):
+        types.append(_link(up, types[-1], down))
+    last = stages[-1]
+    if last.kind != "sink" and not last._sig.output_annotated:
+        raise FlowTypeError(
+            f"stage '{last.name}' has no return annotation ({last.where}); "
+            f"annotate it, e.g. '-> Iterator[X]'"
+        )
+    return tuple(types)
+
+
+def compose(left: Any, right: Any) -> Any:
+    """``left | right`` as a ``Flow`` or ``ClosedFlow``; raises ``FlowTypeError``."""
+    stages = _stages_of(left) + _stages_of(right)
+    types = _check(stages)
+    cls = ClosedFlow if stages[-1].kind == "sink" else Flow
+    return cls(stages, types)
+
+
+class _Composite:
+    __slots__ = ("_stages", "_types")
+
+    def __init__(self, stages: tuple[Stage[Any, Any, Any], ...], types: tuple[Any, ...]) -> None:
+        self._stages = stages
+        self._types = types
+
+    @property
+    def stages(self) -> tuple[Stage[Any, Any, Any], ...]:
+        """The stages in order."""
+        return self._stages
+
+    @property
+    def output_type(self) -> Any:
+        """What the last stage yields (or returns), TypeVars bound."""
+        return self._types[-1]
+
+    @property
+    def has_source(self) -> bool:
+        return self._stages[0].kind == "source"
+
+    def __repr__(self) -> str:
+        return " | ".join(repr(stage) for stage in self._stages)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, _Composite)
+        return self._stages == other._stages
+
+    def __hash__(self) -> int:
+        return hash(self._stages)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (compose_all, (self._stages,))
+
+    def __or__(self, other: Any) -> Any:
+        return compose(self, other)
+
+    def __ror__(self, other: Any) -> Any:
+        return compose(other, self)
+
+    def _start(self, input: Iterable[Any] | None, options: dict[str, Any]) -> Execution:
+        if input is not None and self.has_source:
+            raise FlowTypeError(
+                f"this flow starts with source '{self._stages[0].name}'; it takes no input"
+            )
+        if input is None and not self.has_source:
+            raise FlowTypeError(
+                f"this flow starts with '{self._stages[0].name}', which needs an input: "
+                "pass one to run()/iter(), or compose a source in front"
+            )
+        if input is not None:
+            compose(input, self._stages[0])  # the input's items must fit too
+        config = RunConfig(**options)
+        plan = build_plan(self._stages, input)
+        return _backends.load(config.backend)(plan, config)
+
+
+def compose_all(stages: tuple[Stage[Any, Any, Any], ...]) -> Any:
+    """Rebuild a flow from its stages (used by pickle)."""
+    cls = ClosedFlow if stages[-1].kind == "sink" else Flow
+    return cls(stages, _check(stages))
+
+
+class FlowIterator(Generic[T]):
+    """Items of a running open flow, read in the caller.
+
+    A context manager: leaving it (or ``close()``, or breaking out of a
+    ``for`` loop over the flow) stops every worker.
+    """
+
+    def __init__(self, execution: Execution) -> None:
+        self._execution = execution
+
+    def __iter__(self) -> Self:
+        return self
+
+    def __next__(self) -> T:
+        item: T = self._execution.next_output()
+        return item
+
+    def close(self) -> None:
+        """Stop the flow; wait until every worker has ended."""
+        self._execution.cancel()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        execution = getattr(self, "_execution", None)
+        if execution is not None and not execution.finished:
+            execution.cancel()
+
+
+class Flow(_Composite, Generic[I, O]):
+    """An open flow: iterate it (or ``iter()`` it) to read its items."""
+
+    __slots__ = ()
+
+    def iter(
+        self,
+        input: Iterable[I] | None = None,
+        *,
+        backend: str = "process",
+        start_method: StartMethod | None = None,
+        inactivity_timeout: float | None = None,
+        shutdown_timeout: float = 5.0,
+    ) -> FlowIterator[O]:
+        """Start the flow and return its items as an iterator (and context manager)."""
+        return FlowIterator(
+            self._start(
+                input,
+                dict(
+                    backend=backend,
+                    start_method=start_method,
+                    inactivity_timeout=inactivity_timeout,
+                    shutdown_timeout=shutdown_timeout,
+                ),
+            )
+        )
+
+    def __iter__(self) -> Iterator[O]:
+        """Run with default options, yielding items; stops the flow on ``break``."""
+        with self.iter() as items:
+            yield from items
+
+    def run(
+        self,
+        input: Iterable[I] | None = None,
+        *,
+        backend: str = "process",
+        start_method: StartMethod | None = None,
+        inactivity_timeout: float | None = None,
+        shutdown_timeout: float = 5.0,
+    ) -> list[O]:
+        """Run the flow to its end and return all its items as a list."""
+        with self.iter(
+            input,
+            backend=backend,
+            start_method=start_method,
+            inactivity_timeout=inactivity_timeout,
+            shutdown_timeout=shutdown_timeout,
+        ) as items:
+            return list(items)
+
+    if TYPE_CHECKING:
+
+        @overload
+        def __or__(self, other: Processor[Any, O, T]) -> Flow[I, T]: ...
+        @overload
+        def __or__(self, other: Sink[Any, O, T]) -> ClosedFlow[I, T]: ...
+        @overload
+        def __or__(self, other: Flow[O, T]) -> Flow[I, T]: ...
+        @overload
+        def __or__(self, other: ClosedFlow[O, T]) -> ClosedFlow[I, T]: ...
+        def __or__(self, other: Any) -> Any: ...
+        @overload
+        def __ror__(self, other: Source[Any, I]) -> Flow[Never, O]: ...
+        @overload
+        def __ror__(self, other: Iterable[I]) -> Flow[Never, O]: ...
+        def __ror__(self, other: Any) -> Any: ...
+
+
+class ClosedFlow(_Composite, Generic[I, O]):
+    """A flow that ends in a sink: ``run()`` returns the sink's value.
+
+    With several sink workers, ``run()`` returns their values as a list,
+    in worker order.
+    """
+
+    __slots__ = ()
+
+    def run(
+        self,
+        input: Iterable[I] | None = None,
+        *,
+        backend: str = "process",
+        start_method: StartMethod | None = None,
+        inactivity_timeout: float | None = None,
+        shutdown_timeout: float = 5.0,
+    ) -> O:
+        """Run the flow to its end; the sink's return value.
+
+        Raises the first error any stage raised, with its own type.
+        """
+        execution = self._start(
+            input,
+            dict(
+                backend=backend,
+                start_method=start_method,
+                inactivity_timeout=inactivity_timeout,
+                shutdown_timeout=shutdown_timeout,
+            ),
+        )
+        results = execution.result()
+        if self._stages[-1].workers == 1:
+            return results[0]  # type: ignore[no-any-return]
+        return results  # type: ignore[return-value]
+
+    if TYPE_CHECKING:
+
+        def __or__(self, other: Never) -> Never: ...
+        @overload
+        def __ror__(self, other: Source[Any, I]) -> ClosedFlow[Never, O]: ...
+        @overload
+        def __ror__(self, other: Iterable[I]) -> ClosedFlow[Never, O]: ...
+        def __ror__(self, other: Any) -> Any: ...

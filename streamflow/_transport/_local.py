@@ -1,0 +1,135 @@
+"""Edges between threads of one process.
+
+::
+
+    producer threads --reserve--> slots (SimpleQueue of tokens, one per free slot)
+                     --send-----> items (SimpleQueue)  --next--> consumer threads
+                                                       <--next-- (returns a slot token)
+
+Both queues are C-level ``SimpleQueue``s, so the per-packet path takes no
+Python-level lock.  Control tokens (end, abort, downstream closed) travel
+through the same queues; abort and close tokens are put back by whoever
+reads them, so every waiter sees them.
+"""
+
+from __future__ import annotations
+
+import threading
+from queue import SimpleQueue
+from typing import Any
+
+from . import Aborted, DownstreamClosed
+
+__all__ = ["LocalEdge"]
+
+_SLOT = object()
+_END = object()
+_ABORT = object()
+_CLOSED = object()
+
+
+class LocalEdge:
+    """A bounded stream of ``capacity`` packets between threads."""
+
+    def __init__(self, capacity: int, producers: int, consumers: int) -> None:
+        self._slots: SimpleQueue[object] = SimpleQueue()
+        for _ in range(capacity):
+            self._slots.put(_SLOT)
+        self._items: SimpleQueue[Any] = SimpleQueue()
+        self._producers = producers
+        self._consumers = consumers
+        self._consumers_left = consumers
+        self._lock = threading.Lock()  # taken only when a worker ends
+        self.moved = 0  # packets sent; read by the inactivity watchdog
+
+    def sender(self) -> LocalSender:
+        return LocalSender(self)
+
+    def receiver(self) -> LocalReceiver:
+        return LocalReceiver(self)
+
+    def abort(self) -> None:
+        """Wake every waiter on this edge with ``Aborted``."""
+        self._slots.put(_ABORT)
+        self._items.put(_ABORT)
+
+    def _producer_closed(self) -> None:
+        with self._lock:
+            self._producers -= 1
+            last = self._producers == 0
+        if last:
+            for _ in range(self._consumers):
+                self._items.put(_END)
+
+    def _consumer_finished(self) -> None:
+        with self._lock:
+            self._consumers_left -= 1
+            last = self._consumers_left == 0
+        if last:
+            self._slots.put(_CLOSED)
+
+
+class LocalSender:
+    __slots__ = ("_edge", "_slots", "_items")
+
+    def __init__(self, edge: LocalEdge) -> None:
+        self._edge = edge
+        self._slots = edge._slots
+        self._items = edge._items
+
+    def reserve(self) -> None:
+        token = self._slots.get()
+        if token is not _SLOT:
+            self._slots.put(token)
+            raise Aborted() if token is _ABORT else DownstreamClosed()
+
+    def unreserve(self) -> None:
+        self._slots.put(_SLOT)
+
+    def send(self, item: Any) -> None:
+        self._items.put(item)
+        self._edge.moved += 1
+
+    def close(self) -> None:
+        self._edge._producer_closed()
+
+
+class LocalReceiver:
+    __slots__ = ("_edge", "_slots", "_items", "_held", "_ended", "_finished")
+
+    def __init__(self, edge: LocalEdge) -> None:
+        self._edge = edge
+        self._slots = edge._slots
+        self._items = edge._items
+        self._held = False
+        self._ended = False
+        self._finished = False
+
+    def __iter__(self) -> LocalReceiver:
+        return self
+
+    def __next__(self) -> Any:
+        if self._held:
+            self._held = False
+            self._slots.put(_SLOT)
+        if self._ended:
+            raise StopIteration
+        item = self._items.get()
+        if item is _END:
+            self._ended = True
+            raise StopIteration
+        if item is _ABORT:
+            self._items.put(_ABORT)
+            raise Aborted()
+        self._held = True
+        return item
+
+    def finish(self) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        if self._held:
+            self._held = False
+            self._slots.put(_SLOT)
+        if not self._ended:
+            self._edge._consumer_finished()
