@@ -90,7 +90,7 @@ def substitute(hint: Any, bindings: dict[TypeVar, Any]) -> Any:
     if origin in _UNION_TYPES:
         return Union[new_args]
     if origin is Annotated:
-        return Annotated[(new_args[0], *args[1:])]
+        return Annotated[(new_args[0],) + args[1:]]
     try:
         return hint.copy_with(new_args)  # typing generics
     except AttributeError:

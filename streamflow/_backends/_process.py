@@ -1,0 +1,356 @@
+"""The process backend: every worker a process, edges in shared memory.
+
+::
+
+    caller process                                        worker processes
+    --------------                                        ----------------
+    supervisor thread  <-- outcome pipe (one a worker) --  _worker_main -> run_worker(...)
+      waits on pipes + process sentinels                   watchdog thread: exits if the
+    caller thread reads the last ShmEdge (open flows)       caller process dies
+    feeder threads run sources that cannot travel  --ShmEdge-->  ...
+
+Start methods: ``spawn`` is the default because it is the one that is safe
+whatever the caller is doing (fork copies a process mid-way through its
+other threads' locks, and forkserver leaves a server process behind), and,
+with stage functions pickled by value (cloudpickle) and the worker
+bootstrap told not to import the caller's ``__main__``, it runs stages
+defined in scripts and notebooks.  ``fork`` starts fastest; ``forkserver``
+is in between.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import multiprocessing.connection
+import os
+import pickle
+import signal
+import sys
+import threading
+import time
+import types
+from collections.abc import Iterator
+from multiprocessing.reduction import ForkingPickler
+from queue import Empty, SimpleQueue
+from typing import Any
+
+import cloudpickle
+
+from .._errors import StageError, UnpicklableMessage, WorkerCrashed
+from .._execution import Execution, Supervised
+from .._plan import Node, Plan, RunConfig
+from .._transport._codec import pack, read, write
+from .._transport._sem import Semaphore
+from .._transport._shm import ShmEdge, new_run_id, sweep
+from .._worker import Outcome, run_worker
+
+__all__ = ["start"]
+
+DEFAULT_START_METHOD = "spawn"
+_STARTED = b"S"
+_OUTCOME = b"O"
+_KILL_WAIT = 1.0  # seconds between SIGTERM and SIGKILL for a worker that ignores it
+
+
+def start(plan: Plan, config: RunConfig) -> Execution:
+    """Run ``plan`` on worker processes."""
+    return Supervised(plan, config, ProcessEngine(plan, config.start_method or DEFAULT_START_METHOD))
+
+
+# -- handing work to a worker --------------------------------------------------
+
+
+class _ForkingCloudPickler(cloudpickle.Pickler):  # type: ignore[misc]
+    """cloudpickle, plus multiprocessing's reducers for pipes and shared objects.
+
+    Used only while a worker is being spawned, when multiprocessing
+    primitives (queues, locks, values) can be handed over.
+    """
+
+    dispatch_table = {**cloudpickle.Pickler.dispatch_table, **ForkingPickler._extra_reducers}
+
+
+class _Job:
+    """Everything one worker needs; pickled by value (cloudpickle) when spawning."""
+
+    def __init__(self, node: Node, worker: int, inbox: ShmEdge | None, outbox: ShmEdge | None,
+                 report: multiprocessing.connection.Connection, announce: bool) -> None:
+        self.node, self.worker, self.inbox, self.outbox = node, worker, inbox, outbox
+        self.report, self.announce = report, announce
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        import io
+
+        buffer = io.BytesIO()
+        _ForkingCloudPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(self.__dict__)
+        return (_Job._load, (buffer.getvalue(),))
+
+    @staticmethod
+    def _load(data: bytes) -> _Job:
+        job = _Job.__new__(_Job)
+        job.__dict__.update(pickle.loads(data))
+        return job
+
+
+def _worker_main(job: _Job) -> None:
+    """Entry point of a worker process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's to handle
+    _watch_parent()
+    if job.announce:
+        job.report.send_bytes(_STARTED)
+    receiver = job.inbox.receiver() if job.inbox is not None else None
+    sender = job.outbox.sender() if job.outbox is not None else None
+    outcome = run_worker(job.node, job.worker, receiver, sender)
+    job.report.send_bytes(_OUTCOME + _encode_outcome(outcome, job.node))
+
+
+def _watch_parent() -> None:
+    """Exit this worker as soon as the caller's process is gone (SIGKILL, SIGTERM)."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="streamflow-watchdog", daemon=True).start()
+
+
+def _encode_outcome(outcome: Outcome, node: Node) -> bytes:
+    if outcome.error is not None and not _round_trips(outcome.error):
+        error = outcome.error
+        outcome.error = StageError(
+            f"{type(error).__qualname__}: {error}", type(error).__qualname__, outcome.traceback
+        )
+    try:
+        packed = pack(outcome, main_by_value=True)
+    except Exception as exc:  # noqa: BLE001 - an unpicklable sink result
+        outcome.result = None
+        outcome.error = UnpicklableMessage(
+            f"sink '{node.name}' returned a {type(outcome.result).__qualname__} that cannot "
+            f"be pickled back to the caller: {exc}"
+        )
+        packed = pack(outcome, main_by_value=True)
+    data = bytearray(packed.size)
+    write(memoryview(data), packed)
+    return bytes(data)
+
+
+def _round_trips(error: BaseException) -> bool:
+    try:
+        pickle.loads(pickle.dumps(error))
+    except Exception:  # noqa: BLE001
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _without_main() -> Iterator[None]:
+    """Start workers without multiprocessing importing the caller's ``__main__``.
+
+    spawn and forkserver otherwise re-run the user's script (or module) in
+    every worker; stage functions from ``__main__`` travel by value instead.
+    """
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
+
+
+_start_lock = threading.Lock()
+
+
+# -- the engine ------------------------------------------------------------------
+
+
+class ProcessEngine:
+    def __init__(self, plan: Plan, method: str) -> None:
+        self._plan = plan
+        self._method = method
+        self._forked = method == "fork"
+        self._ctx = multiprocessing.get_context(method)
+        self._run_id = new_run_id()
+        self._edges: list[ShmEdge] = []
+        self._procs: list[tuple[Any, Node, int, multiprocessing.connection.Connection]] = []
+        self._threads: list[threading.Thread] = []
+        self._local: SimpleQueue[Outcome] = SimpleQueue()
+        self._wake_r, self._wake_w = os.pipe()
+        self._reported: set[tuple[int, int]] = set()
+        self._unstarted = 0
+        self._released = False
+        try:
+            for edge in plan.edges:
+                self._edges.append(
+                    ShmEdge(
+                        name=edge.producer,
+                        capacity=edge.capacity,
+                        producers=edge.producers,
+                        consumers=edge.consumers,
+                        max_message_size=edge.max_message_size,
+                        shared_buffer=edge.shared_buffer,
+                        run_id=self._run_id,
+                        forked=self._forked,
+                    )
+                )
+        except BaseException:
+            self.release()
+            raise
+        self.output = self._edges[-1].receiver() if plan.open else None
+
+    def launch(self) -> None:
+        edges = self._edges
+        for node in self._plan.nodes:
+            inbox = edges[node.index - 1] if node.index > 0 else None
+            outbox = edges[node.index] if node.index < len(edges) else None
+            for worker in range(node.workers):
+                if node.in_caller:
+                    self._launch_thread(node, worker, inbox, outbox)
+                else:
+                    self._launch_process(node, worker, inbox, outbox)
+
+    def _launch_process(self, node: Node, worker: int, inbox: ShmEdge | None, outbox: ShmEdge | None) -> None:
+        reader, writer = self._ctx.Pipe(duplex=False)
+        job = _Job(node, worker, inbox, outbox, writer, announce=not self._forked)
+        process = self._ctx.Process(
+            target=_worker_main, args=(job,), name=f"streamflow-{node.name}-{worker}", daemon=True
+        )
+        with _start_lock, (contextlib.nullcontext() if self._forked else _without_main()):
+            process.start()
+        writer.close()
+        self._procs.append((process, node, worker, reader))
+        if not self._forked:
+            self._unstarted += 1
+
+    def _launch_thread(self, node: Node, worker: int, inbox: ShmEdge | None, outbox: ShmEdge | None) -> None:
+        def work() -> None:
+            receiver = inbox.receiver() if inbox is not None else None
+            sender = outbox.sender() if outbox is not None else None
+            self._local.put(run_worker(node, worker, receiver, sender))
+            os.write(self._wake_w, b"x")
+
+        thread = threading.Thread(target=work, name=f"streamflow-{node.name}-{worker}", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def wait(self, timeout: float | None) -> list[Outcome]:
+        waitables: list[Any] = [self._wake_r]
+        by_handle: dict[Any, tuple[Any, Node, int, Any]] = {}
+        for entry in self._procs:
+            process, node, worker, reader = entry
+            if (node.index, worker) in self._reported:
+                continue
+            waitables += [reader, process.sentinel]
+            by_handle[reader] = by_handle[process.sentinel] = entry
+        ready = multiprocessing.connection.wait(waitables, timeout)
+        outcomes: list[Outcome] = []
+        if self._wake_r in ready:
+            os.read(self._wake_r, 4096)
+        for handle in ready:
+            entry = by_handle.get(handle)
+            if entry is None or (entry[1].index, entry[2]) in self._reported:
+                continue
+            outcome = self._collect(*entry)
+            if outcome is not None:
+                outcomes.append(outcome)
+        while True:
+            try:
+                outcomes.append(self._local.get_nowait())
+            except Empty:
+                break
+        return outcomes
+
+    def _collect(self, process: Any, node: Node, worker: int, reader: Any) -> Outcome | None:
+        """The outcome a worker sent, or a crash if it died without one."""
+        while True:
+            try:
+                if not reader.poll():
+                    break
+                message = reader.recv_bytes()
+            except (EOFError, OSError):
+                break
+            if message == _STARTED:
+                self._started()
+                continue
+            self._reported.add((node.index, worker))
+            outcome: Outcome = read(memoryview(message)[1:], copy=True)
+            return outcome
+        if process.is_alive():
+            return None
+        process.join()
+        self._reported.add((node.index, worker))
+        return Outcome(node.index, worker, error=WorkerCrashed(_crash_message(node, worker, process.exitcode)))
+
+    def _started(self) -> None:
+        self._unstarted -= 1
+        if self._unstarted == 0:  # every worker has opened the semaphores by name
+            for edge in self._edges:
+                for sem in edge.semaphores():
+                    sem.unlink()
+
+    def wake(self) -> None:
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"x")
+
+    def progress(self) -> int:
+        return sum(edge.moved() for edge in self._edges) + (
+            0 if self.output is None else 0
+        )
+
+    def abort(self) -> None:
+        for edge in self._edges:
+            if not self._released:
+                edge.abort()
+
+    def stop(self, grace: float) -> None:
+        deadline = time.monotonic() + grace
+        for process, *_ in self._procs:
+            process.join(max(0.0, deadline - time.monotonic()))
+        stubborn = [p for p, *_ in self._procs if p.is_alive()]
+        for process in stubborn:
+            process.terminate()
+        for process in stubborn:
+            process.join(_KILL_WAIT)
+            if process.is_alive():
+                process.kill()
+                process.join()
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def release(self) -> None:
+        if self._released:
+            return
+        self._released = True
+        for edge in self._edges:
+            for sem in edge.semaphores():
+                sem.unlink()
+            edge.close()
+        for process, _, _, reader in self._procs:
+            reader.close()
+            with contextlib.suppress(ValueError):
+                process.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        sweep(self._run_id)
+
+
+def _crash_message(node: Node, worker: int, exitcode: int | None) -> str:
+    who = f"worker {worker + 1} of {node.workers} of stage '{node.name}'"
+    if exitcode is not None and exitcode < 0:
+        try:
+            how = f"was killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            how = f"was killed by signal {-exitcode}"
+        causes = {
+            signal.SIGKILL: "the kernel's out-of-memory killer, or a kill -9",
+            signal.SIGSEGV: "a crash in native code (an extension module or ctypes)",
+            signal.SIGBUS: "a crash in native code, or shared memory exhausted",
+            signal.SIGABRT: "an abort() in native code",
+        }.get(signal.Signals(-exitcode) if -exitcode in signal.Signals._value2member_map_ else None, "a signal")
+    else:
+        how = f"exited with code {exitcode}"
+        causes = "os._exit() or a native library ending the process"
+    return f"{who} {how} before its stream ended; likely cause: {causes}"

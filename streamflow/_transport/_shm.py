@@ -1,0 +1,409 @@
+"""Edges between processes: a ring of fixed slots in shared memory.
+
+::
+
+    producers                        one anonymous shared segment                    consumers
+    ---------                        ----------------------------                    ---------
+    free.acquire()  ---------->  | ctrl | free queue | ready queue | slot 0 | ... |
+    pop free index, write slot         ^                                   |
+    push ready index, ready.release() -+--> ready.acquire(), pop ready index, read slot
+                                       <--- next(): push free index, free.release()
+
+``free`` and ``ready`` are process-shared semaphores (C-level, futex-backed:
+no system call unless someone waits), so a packet costs four semaphore
+operations and two copies of its bytes.  Queue indexes are guarded by locks
+only where several workers share a side.  The segment is a memfd: it has no
+name, so nothing can outlive the run, and it is sized with fallocate, so a
+shortage of shared memory is a clean error, not a bus error.
+
+Without ``max_message_size``, slots are small and a message that does not
+fit travels in a segment of its own (named ``/sf-<run>-...``, mode 0600,
+unlinked by the consumer as it maps it, and swept at the end of the run).
+"""
+
+from __future__ import annotations
+
+import errno
+import mmap
+import os
+import secrets
+from typing import Any
+
+from .._errors import MessageTooLarge, StreamflowError, UnpicklableMessage
+from . import Aborted, DownstreamClosed
+from ._codec import _HEAD, Packed, pack, read, write
+from ._sem import Semaphore
+
+try:
+    import _posixshmem
+except ImportError:  # pragma: no cover - not a POSIX CPython
+    _posixshmem = None
+
+__all__ = ["ShmEdge", "new_run_id", "sweep"]
+
+DEFAULT_SLOT = 64 * 1024
+_ABORT, _CLOSED, _PRODUCERS, _CONSUMERS = 0, 1, 2, 3
+_FREE_HEAD, _FREE_TAIL, _READY_HEAD, _READY_TAIL, _MOVED = 4, 5, 6, 7, 8
+_QUEUES = 16  # first index of the free queue
+_PAGE = mmap.PAGESIZE
+_OVERFLOW = 1
+_SHM_DIR = "/dev/shm"
+
+
+def new_run_id() -> str:
+    """An unguessable prefix for the segments of one run."""
+    return f"sf-{secrets.token_hex(8)}"
+
+
+def sweep(run_id: str) -> None:
+    """Unlink every overflow segment a run may have left (a worker died mid-send)."""
+    try:
+        names = os.listdir(_SHM_DIR)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(run_id + "-") and _posixshmem is not None:
+            try:
+                _posixshmem.shm_unlink("/" + name)
+            except OSError:
+                pass
+
+
+def _allocate(size: int, what: str) -> int:
+    """A file descriptor of ``size`` bytes of anonymous shared memory."""
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create("streamflow", os.MFD_CLOEXEC)
+    else:  # pragma: no cover - macOS: a private name, unlinked at once
+        name = f"/{new_run_id()}"
+        fd = _posixshmem.shm_open(name, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        _posixshmem.shm_unlink(name)
+    try:
+        os.ftruncate(fd, size)
+        _reserve(fd, size, what)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _reserve(fd: int, size: int, what: str) -> None:
+    if not hasattr(os, "posix_fallocate"):  # pragma: no cover
+        return
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.ENOMEM, errno.EFBIG):
+            raise StreamflowError(
+                f"not enough shared memory for {what}: it needs {size:,} bytes ({exc.strerror}); "
+                "lower packets_in_flight or max_message_size, or give the machine or "
+                "container more shared memory (e.g. docker --shm-size)"
+            ) from None
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            raise
+
+
+class ShmEdge:
+    """One edge of a process flow; picklable only while spawning workers.
+
+    Build it in the parent; hand it to workers (inherited under fork,
+    pickled with its file descriptor under spawn/forkserver); each worker
+    takes a ``sender()`` or ``receiver()`` end.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        capacity: int,
+        producers: int,
+        consumers: int,
+        max_message_size: int | None,
+        shared_buffer: bool,
+        run_id: str,
+        forked: bool,
+    ) -> None:
+        self.name = name
+        self.capacity = capacity
+        self.producers = producers
+        self.consumers = consumers
+        self.limit = max_message_size
+        self.shared_buffer = shared_buffer
+        self.run_id = run_id
+        # Forked workers import __main__ as the caller has it; others do not.
+        self.main_by_value = not forked
+        self.slot_size = _round_up(max_message_size or DEFAULT_SLOT, 64)
+        self.ready_base = _QUEUES + capacity
+        self.ready_size = capacity + consumers  # room for the end-of-stream marks
+        control = (self.ready_base + self.ready_size) * 8
+        self.data_offset = _round_up(control, _PAGE)
+        self.total = self.data_offset + capacity * self.slot_size
+        what = (
+            f"edge '{name}' (packets_in_flight={capacity} x "
+            f"{'max_message_size' if max_message_size else 'slot'}={self.slot_size:,} bytes)"
+        )
+        self.fd = _allocate(self.total, what)
+        prefix = run_id
+        self.free = Semaphore(capacity, prefix=prefix, inherited=forked)
+        self.ready = Semaphore(0, prefix=prefix, inherited=forked)
+        many = producers > 1 or consumers > 1
+        self.free_lock = Semaphore(1, maxvalue=1, prefix=prefix, inherited=forked) if many else None
+        self.ready_lock = Semaphore(1, maxvalue=1, prefix=prefix, inherited=forked) if many else None
+        self.end_lock = Semaphore(1, maxvalue=1, prefix=prefix, inherited=forked)
+        self._map()
+        ctrl = self.ctrl
+        ctrl[_PRODUCERS] = producers
+        ctrl[_CONSUMERS] = consumers
+        for index in range(capacity):
+            ctrl[_QUEUES + index] = index
+        ctrl[_FREE_TAIL] = capacity
+
+    def _map(self) -> None:
+        self.mem = mmap.mmap(self.fd, self.total)
+        view = memoryview(self.mem)
+        self.ctrl = view[: self.data_offset].cast("q")
+        self.data = view[self.data_offset :]
+
+    def __getstate__(self) -> dict[str, Any]:
+        from multiprocessing.reduction import DupFd
+
+        state = {k: v for k, v in self.__dict__.items() if k not in ("mem", "ctrl", "data", "fd")}
+        state["fd"] = DupFd(self.fd)  # valid only while a worker is being spawned
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        fd = state.pop("fd").detach()
+        self.__dict__.update(state)
+        self.fd = fd
+        self._map()
+
+    def slot(self, index: int) -> memoryview:
+        start = index * self.slot_size
+        return self.data[start : start + self.slot_size]
+
+    def sender(self) -> ShmSender:
+        return ShmSender(self)
+
+    def receiver(self) -> ShmReceiver:
+        return ShmReceiver(self)
+
+    def semaphores(self) -> list[Semaphore]:
+        return [s for s in (self.free, self.ready, self.free_lock, self.ready_lock, self.end_lock) if s]
+
+    def moved(self) -> int:
+        return int(self.ctrl[_MOVED])
+
+    def abort(self) -> None:
+        """Wake every waiter on the edge with ``Aborted``; safe from any process."""
+        self.ctrl[_ABORT] = 1
+        for _ in range(self.consumers + 1):
+            self.ready.release()
+        for _ in range(self.producers + 1):
+            self.free.release()
+
+    def close(self) -> None:
+        """Unmap and close this process's view; the memory goes with the last one."""
+        for name in ("ctrl", "data"):
+            view = self.__dict__.pop(name, None)
+            if view is not None:
+                view.release()
+        mem = self.__dict__.pop("mem", None)
+        if mem is not None:
+            try:
+                mem.close()
+            except BufferError:  # a zero-copy message still refers to it
+                pass
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    # -- queue of slot indexes (called with the side's lock held, if any) --
+
+    def _push(self, base: int, size: int, tail: int, value: int) -> None:
+        ctrl = self.ctrl
+        position = ctrl[tail]
+        ctrl[base + position % size] = value
+        ctrl[tail] = position + 1
+
+    def _pop(self, base: int, size: int, head: int) -> int:
+        ctrl = self.ctrl
+        position = ctrl[head]
+        ctrl[head] = position + 1
+        return int(ctrl[base + position % size])
+
+
+def _round_up(value: int, unit: int) -> int:
+    return (value + unit - 1) // unit * unit
+
+
+class ShmSender:
+    __slots__ = ("_edge", "_index", "_serial", "_pid")
+
+    def __init__(self, edge: ShmEdge) -> None:
+        self._edge = edge
+        self._index = -1
+        self._serial = 0
+        self._pid = os.getpid()
+
+    def reserve(self) -> None:
+        edge = self._edge
+        edge.free.acquire()
+        ctrl = edge.ctrl
+        if ctrl[_ABORT] or ctrl[_CLOSED]:
+            edge.free.release()  # pass the wake-up on to the next waiter
+            raise Aborted() if ctrl[_ABORT] else DownstreamClosed()
+        lock = edge.free_lock
+        if lock is None:
+            self._index = edge._pop(_QUEUES, edge.capacity, _FREE_HEAD)
+        else:
+            with lock:
+                self._index = edge._pop(_QUEUES, edge.capacity, _FREE_HEAD)
+
+    def unreserve(self) -> None:
+        _release(self._edge, self._index)
+        self._index = -1
+
+    def send(self, item: Any) -> None:
+        edge = self._edge
+        try:
+            packed = pack(item, edge.main_by_value)
+        except Exception as exc:
+            raise UnpicklableMessage(
+                f"stage '{edge.name}' yielded a {type(item).__qualname__} that cannot be "
+                f"pickled to the next process: {exc}"
+            ) from exc
+        slot = edge.slot(self._index)
+        if packed.size <= edge.slot_size:
+            write(slot, packed)
+        elif edge.limit is not None:
+            raise MessageTooLarge(
+                f"stage '{edge.name}' yielded a message of {packed.size:,} bytes, over its "
+                f"max_message_size={edge.limit:,}; raise max_message_size or leave it unset"
+            )
+        else:
+            self._send_large(slot, packed)
+        lock = edge.ready_lock
+        if lock is None:
+            edge._push(edge.ready_base, edge.ready_size, _READY_TAIL, self._index)
+        else:
+            with lock:
+                edge._push(edge.ready_base, edge.ready_size, _READY_TAIL, self._index)
+        edge.ctrl[_MOVED] += 1
+        edge.ready.release()
+
+    def _send_large(self, slot: memoryview, packed: Packed) -> None:
+        edge = self._edge
+        self._serial += 1
+        name = f"/{edge.run_id}-{self._pid}-{self._serial}"
+        fd = _posixshmem.shm_open(name, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        try:
+            os.ftruncate(fd, packed.size)
+            _reserve(fd, packed.size, f"a {packed.size:,}-byte message of stage '{edge.name}'")
+            with mmap.mmap(fd, packed.size) as mem:
+                view = memoryview(mem)
+                write(view, packed)
+                view.release()
+        except BaseException:
+            _posixshmem.shm_unlink(name)
+            raise
+        finally:
+            os.close(fd)
+        encoded = name.encode()
+        _HEAD.pack_into(slot, 0, len(encoded), 0, _OVERFLOW)
+        slot[_HEAD.size : _HEAD.size + len(encoded)] = encoded
+
+    def close(self) -> None:
+        edge = self._edge
+        with edge.end_lock:
+            edge.ctrl[_PRODUCERS] -= 1
+            last = edge.ctrl[_PRODUCERS] == 0
+        if not last:
+            return
+        for _ in range(edge.consumers):
+            if edge.ready_lock is None:
+                edge._push(edge.ready_base, edge.ready_size, _READY_TAIL, -1)
+            else:
+                with edge.ready_lock:
+                    edge._push(edge.ready_base, edge.ready_size, _READY_TAIL, -1)
+            edge.ready.release()
+
+
+def _release(edge: ShmEdge, index: int) -> None:
+    lock = edge.free_lock
+    if lock is None:
+        edge._push(_QUEUES, edge.capacity, _FREE_TAIL, index)
+    else:
+        with lock:
+            edge._push(_QUEUES, edge.capacity, _FREE_TAIL, index)
+    edge.free.release()
+
+
+class ShmReceiver:
+    __slots__ = ("_edge", "_held", "_ended", "_finished", "_copy")
+
+    def __init__(self, edge: ShmEdge) -> None:
+        self._edge = edge
+        self._held = -1
+        self._ended = False
+        self._finished = False
+        self._copy = not edge.shared_buffer
+
+    def __iter__(self) -> ShmReceiver:
+        return self
+
+    def __next__(self) -> Any:
+        edge = self._edge
+        if self._held >= 0:
+            _release(edge, self._held)
+            self._held = -1
+        if self._ended:
+            raise StopIteration
+        edge.ready.acquire()
+        if edge.ctrl[_ABORT]:
+            edge.ready.release()
+            raise Aborted()
+        lock = edge.ready_lock
+        if lock is None:
+            index = edge._pop(edge.ready_base, edge.ready_size, _READY_HEAD)
+        else:
+            with lock:
+                index = edge._pop(edge.ready_base, edge.ready_size, _READY_HEAD)
+        if index < 0:
+            self._ended = True
+            raise StopIteration
+        self._held = index
+        slot = edge.slot(index)
+        if _HEAD.unpack_from(slot, 0)[2] == _OVERFLOW:
+            return _read_large(slot)
+        return read(slot, self._copy)
+
+    def finish(self) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        edge = self._edge
+        if self._held >= 0:
+            _release(edge, self._held)
+            self._held = -1
+        if self._ended:
+            return
+        with edge.end_lock:
+            edge.ctrl[_CONSUMERS] -= 1
+            last = edge.ctrl[_CONSUMERS] == 0
+        if last:
+            edge.ctrl[_CLOSED] = 1
+            for _ in range(edge.producers + 1):
+                edge.free.release()
+
+
+def _read_large(slot: memoryview) -> Any:
+    length = _HEAD.unpack_from(slot, 0)[0]
+    name = bytes(slot[_HEAD.size : _HEAD.size + length]).decode()
+    fd = _posixshmem.shm_open(name, os.O_RDWR, 0o600)
+    try:
+        _posixshmem.shm_unlink(name)
+        size = os.fstat(fd).st_size
+        mem = mmap.mmap(fd, size)
+    finally:
+        os.close(fd)
+    # The segment belongs to this message alone: its buffers are used in place.
+    return read(memoryview(mem), copy=False)
