@@ -143,6 +143,7 @@ class Supervised:
         self._engine.abort()
         self._engine.wake()
         self._wait_done()
+        self._engine.release()
 
     def _finish(self) -> None:
         """Wait for the supervisor; raise the run's first error, if any."""
@@ -151,6 +152,7 @@ class Supervised:
         except BaseException:
             self.cancel()
             raise
+        self._engine.release()
         if self._error is not None and not self._cancelled:
             error, self._error = self._error, None
             self._cancelled = True  # raise it once
@@ -172,9 +174,8 @@ class Supervised:
             failed = self._error is not None or self._cancelled
             if failed:
                 engine.abort()
-            engine.stop(self._config.shutdown_timeout if failed else 0.0)
-            engine.release()
-            self._done.set()
+            engine.stop(self._config.shutdown_timeout)
+            self._done.set()  # the caller releases the edges: it may still be reading one
 
     def _watch(self) -> None:
         limit = self._config.inactivity_timeout

@@ -563,7 +563,7 @@ def stage(
     return decorate
 
 
-def _iterate(items: Iterable[Any]) -> Iterator[Any]:
+def _iterate(*, items: Any) -> Iterator[Any]:
     yield from items
 
 

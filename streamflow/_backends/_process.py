@@ -37,7 +37,7 @@ from typing import Any
 
 import cloudpickle
 
-from .._errors import StageError, UnpicklableMessage, WorkerCrashed
+from .._errors import StageError, StreamflowError, UnpicklableMessage, WorkerCrashed
 from .._execution import Execution, Supervised
 from .._plan import Node, Plan, RunConfig
 from .._transport._codec import pack, read, write
@@ -162,6 +162,11 @@ def _without_main() -> Iterator[None]:
 
 
 _start_lock = threading.Lock()
+_START_HINT = (
+    "; every constant must be picklable, and multiprocessing objects (Value, Queue, "
+    "Lock, ...) must come from the context of the start method: "
+    "multiprocessing.get_context(start_method).Value(...)"
+)
 
 
 # -- the engine ------------------------------------------------------------------
@@ -218,9 +223,17 @@ class ProcessEngine:
         process = self._ctx.Process(
             target=_worker_main, args=(job,), name=f"streamflow-{node.name}-{worker}", daemon=True
         )
-        with _start_lock, (contextlib.nullcontext() if self._forked else _without_main()):
-            process.start()
-        writer.close()
+        try:
+            with _start_lock, (contextlib.nullcontext() if self._forked else _without_main()):
+                process.start()
+        except Exception as exc:
+            reader.close()
+            raise StreamflowError(
+                f"cannot start a {self._method} worker for stage '{node.name}': {exc}"
+                + _START_HINT
+            ) from exc
+        finally:
+            writer.close()
         self._procs.append((process, node, worker, reader))
         if not self._forked:
             self._unstarted += 1
@@ -301,8 +314,8 @@ class ProcessEngine:
         )
 
     def abort(self) -> None:
-        for edge in self._edges:
-            if not self._released:
+        if not self._released:
+            for edge in self._edges:
                 edge.abort()
 
     def stop(self, grace: float) -> None:
