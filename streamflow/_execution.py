@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from ._errors import InactivityError
 from ._plan import Plan, RunConfig
 from ._transport import Aborted
-from ._worker import Outcome, add_stage_note
+from ._worker import Outcome, RemoteTraceback, add_stage_note
 
 __all__ = ["Engine", "Execution", "Supervised"]
 
@@ -92,17 +92,22 @@ class Supervised:
         self._lock = threading.Lock()
         self._output = engine.output
         self._output_ended = False
-        try:
-            engine.launch()
-        except BaseException:
-            engine.abort()
-            engine.stop(0)
-            engine.release()
-            raise
         self._thread = threading.Thread(
             target=self._supervise, name="streamflow-supervisor", daemon=True
         )
-        self._thread.start()
+        try:
+            engine.launch()
+            self._thread.start()
+        except BaseException:  # Ctrl-C may land anywhere here, even in Thread.start()
+            self._cancelled = True
+            engine.abort()
+            if self._thread.ident is not None:
+                engine.wake()
+                self._wait_done()
+            else:
+                engine.stop(config.shutdown_timeout)
+            engine.release()
+            raise
 
     # -- caller side ----------------------------------------------------------
 
@@ -207,6 +212,8 @@ class Supervised:
         self._pending.discard((outcome.node, outcome.worker))
         if outcome.error is not None:
             node = self._plan.nodes[outcome.node]
+            if outcome.error.__traceback__ is None and outcome.traceback:
+                outcome.error.__cause__ = RemoteTraceback(outcome.traceback)  # from another process
             add_stage_note(outcome.error, node.name, outcome.worker, node.workers)
             self._fail(outcome.error)
         elif not outcome.aborted and self._plan.sink is not None:

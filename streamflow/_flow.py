@@ -47,8 +47,14 @@ def _link(up: Stage[Any, Any, Any], up_type: Any, down: Stage[Any, Any, Any]) ->
     if up.kind == "sink":
         raise FlowTypeError(f"{head}: '{up.name}' is a sink ({up.where}); nothing can follow it")
     if down.kind == "source":
+        first = down._sig.constants[:1]
+        hint = ""
+        if first and first[0].name not in down._sig.hints:
+            # Most likely a processor whose stream parameter lacks its annotation.
+            name = first[0].name
+            hint = f"; if '{name}' is its input stream, annotate it, e.g. '{name}: Iterable[X]'"
         raise FlowTypeError(
-            f"{head}: '{down.name}' is a source ({down.where}); it takes no input stream"
+            f"{head}: '{down.name}' is a source ({down.where}); it takes no input stream{hint}"
         )
     if not up._sig.output_annotated:
         raise FlowTypeError(
@@ -73,8 +79,6 @@ def _link(up: Stage[Any, Any, Any], up_type: Any, down: Stage[Any, Any, Any]) ->
 
 def _check(stages: tuple[Stage[Any, Any, Any], ...]) -> tuple[Any, ...]:
     """Check every link; the output type of each stage after TypeVar binding."""
-    for stage in stages:
-        stage.check_complete()
     first = stages[0]
     if first.kind != "source" and not first._sig.input_annotated:
         raise FlowTypeError(f"stage '{first.name}' has no stream annotation ({first.where})")
@@ -87,6 +91,8 @@ def _check(stages: tuple[Stage[Any, Any, Any], ...]) -> tuple[Any, ...]:
             f"stage '{last.name}' has no return annotation ({last.where}); "
             f"annotate it, e.g. '-> Iterator[X]'"
         )
+    for stage in stages:  # after the links: a missing stream annotation says more
+        stage.check_complete()
     return tuple(types)
 
 

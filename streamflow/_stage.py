@@ -156,7 +156,7 @@ def _plainly_contradicts(value: Any, hint: Any) -> bool:
     if hint in (typing.Union, getattr(__import__("types"), "UnionType", None)):
         return False
     if hint is float:
-        return not isinstance(value, (int, float)) or isinstance(value, bool)
+        return not isinstance(value, (int, float))  # bool is an int, as for mypy
     if hint is complex:
         return not isinstance(value, (int, float, complex))
     if hint in (int, str, bool, bytes, list, dict, tuple, set, frozenset):
@@ -202,14 +202,18 @@ class Stage(Generic[P, I, O]):
         object.__setattr__(self, "_bound", dict(bound or {}))
 
     def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError(f"Stage is immutable; use .options() or call it to bind constants")
+        raise AttributeError("Stage is immutable; use .options() or call it to bind constants")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError("Stage is immutable; use .options() or call it to bind constants")
 
     # -- what it is ---------------------------------------------------------
 
     @property
     def name(self) -> str:
         """The stage's name in errors, reprs and reports."""
-        return self._options.name or getattr(self.fn, "__name__", "stage")
+        fallback: str = getattr(self.fn, "__name__", "stage")
+        return self._options.name or fallback
 
     @property
     def kind(self) -> Kind:
@@ -271,6 +275,11 @@ class Stage(Generic[P, I, O]):
                 f"({', '.join(p.name for p in positional) or 'none'}), got {len(args)}"
             )
         pairs = [(p.name, value) for p, value in zip(positional, args)] + list(kwargs.items())
+        twice = [p.name for p in positional[: len(args)] if p.name in kwargs]
+        if twice:
+            raise FlowTypeError(
+                f"constant {twice[0]!r} of stage '{self.name}' is given twice, by position and by name"
+            )
         accepts_any = any(p.kind is p.VAR_KEYWORD for p in self._sig.constants)
         for name, value in pairs:
             param = next((p for p in self._sig.constants if p.name == name), None)
@@ -282,7 +291,7 @@ class Stage(Generic[P, I, O]):
                     f"stage '{self.name}' has no constant {name!r}; "
                     f"its constants are: {', '.join(n for n in names) or 'none'}"
                 )
-            if param.kind is param.POSITIONAL_ONLY and (name, value) in kwargs.items():
+            if param.kind is param.POSITIONAL_ONLY and name in kwargs:
                 raise FlowTypeError(f"constant {name!r} of stage '{self.name}' is positional-only")
             hint = self._sig.hints.get(name)
             if hint is not None and _plainly_contradicts(value, hint):
@@ -505,11 +514,11 @@ class _Decorator(typing.Protocol):
     @overload
     def __call__(self, fn: Callable[Concatenate[Iterable[T], P], Iterable[U]]) -> Processor[P, T, U]: ...  # type: ignore[overload-overlap]
     @overload
-    def __call__(self, fn: Callable[Concatenate[Iterable[T], P], X]) -> Sink[P, T, X]: ...  # type: ignore[overload-overlap]
+    def __call__(self, fn: Callable[Concatenate[Iterable[T], P], X]) -> Sink[P, T, X]: ...
     @overload
-    def __call__(self, fn: Callable[Concatenate[Iterator[T], P], X]) -> Sink[P, T, X]: ...  # type: ignore[overload-overlap]
+    def __call__(self, fn: Callable[Concatenate[Iterator[T], P], X]) -> Sink[P, T, X]: ...
     @overload
-    def __call__(self, fn: Callable[P, Iterator[U]]) -> Source[P, U]: ...  # type: ignore[overload-overlap]
+    def __call__(self, fn: Callable[P, Iterator[U]]) -> Source[P, U]: ...
     @overload
     def __call__(self, fn: Callable[P, Iterable[U]]) -> Source[P, U]: ...
 
@@ -521,11 +530,11 @@ def stage(fn: Callable[Concatenate[Iterator[T], P], Iterator[U]], /) -> Processo
 @overload
 def stage(fn: Callable[Concatenate[Iterable[T], P], Iterable[U]], /) -> Processor[P, T, U]: ...  # type: ignore[overload-overlap]
 @overload
-def stage(fn: Callable[Concatenate[Iterable[T], P], X], /) -> Sink[P, T, X]: ...  # type: ignore[overload-overlap]
+def stage(fn: Callable[Concatenate[Iterable[T], P], X], /) -> Sink[P, T, X]: ...
 @overload
-def stage(fn: Callable[Concatenate[Iterator[T], P], X], /) -> Sink[P, T, X]: ...  # type: ignore[overload-overlap]
+def stage(fn: Callable[Concatenate[Iterator[T], P], X], /) -> Sink[P, T, X]: ...
 @overload
-def stage(fn: Callable[P, Iterator[U]], /) -> Source[P, U]: ...  # type: ignore[overload-overlap]
+def stage(fn: Callable[P, Iterator[U]], /) -> Source[P, U]: ...
 @overload
 def stage(fn: Callable[P, Iterable[U]], /) -> Source[P, U]: ...
 @overload
@@ -555,7 +564,6 @@ def stage(
     options = StageOptions(workers, packets_in_flight, max_message_size, shared_buffer, name)
     if fn is not None:
         return _make(fn, options)
-    options.validated(name or "<decorated>")
 
     def decorate(fn: Callable[..., Any]) -> Stage[Any, Any, Any]:
         return _make(fn, options)

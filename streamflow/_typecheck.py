@@ -28,9 +28,12 @@ _STREAM_ORIGINS = (cabc.Iterable, cabc.Iterator)
 _PRODUCER_ORIGINS = (cabc.Iterable, cabc.Iterator, cabc.Generator)
 _NUMERIC_TOWER: dict[type, tuple[type, ...]] = {float: (int,), complex: (int, float)}
 
-# Containers whose element types may change under mutation: their type
-# arguments must match exactly (as in mypy), not just by subtyping.
-_INVARIANT = (list, dict, set, cabc.MutableSequence, cabc.MutableMapping, cabc.MutableSet)
+# Containers whose element types may change under mutation (and everything
+# registered as one: deque, defaultdict, Counter, ...): their type arguments
+# must match exactly (as in mypy), not just by subtyping.
+_INVARIANT = (cabc.MutableSequence, cabc.MutableMapping, cabc.MutableSet)
+# What the builtins that are not generic yield when iterated.
+_ITEMS: dict[type, type] = {str: str, bytes: int, bytearray: int, memoryview: int, range: int}
 
 
 class TypeConflict(Exception):
@@ -48,7 +51,7 @@ def show(hint: Any) -> str:
         return "None"
     if hint is Any:
         return "Any"
-    if isinstance(hint, TypeVar):
+    if isinstance(hint, (TypeVar, typing.NewType)):
         return hint.__name__
     if isinstance(hint, type) and get_origin(hint) is None:
         return hint.__qualname__ if hint.__module__ != "builtins" else hint.__name__
@@ -80,6 +83,8 @@ def substitute(hint: Any, bindings: dict[TypeVar, Any]) -> Any:
     """``hint`` with every bound TypeVar replaced by its binding."""
     if isinstance(hint, TypeVar):
         return bindings.get(hint, hint)
+    if isinstance(hint, list):  # the parameters of a Callable
+        return [substitute(arg, bindings) for arg in hint]
     args = get_args(hint)
     if not args or not bindings:
         return hint
@@ -87,6 +92,13 @@ def substitute(hint: Any, bindings: dict[TypeVar, Any]) -> Any:
     if new_args == args:
         return hint
     origin = get_origin(hint)
+    if origin is cabc.Callable:
+        params, returns = new_args
+        flat = (*params, returns) if isinstance(params, list) else new_args
+        try:
+            return hint.copy_with(flat)  # typing.Callable keeps its arguments flat
+        except AttributeError:
+            return cabc.Callable[new_args]
     if origin in _UNION_TYPES:
         return Union[new_args]
     if origin is Annotated:
@@ -112,8 +124,6 @@ def _strip(hint: Any) -> Any:
             return _NONE
         if get_origin(hint) is Annotated:
             hint = get_args(hint)[0]
-        elif isinstance(hint, typing.NewType):
-            hint = hint.__supertype__
         else:
             return hint
 
@@ -123,6 +133,15 @@ def _subtype(src: Any, dst: Any, bindings: dict[TypeVar, Any]) -> bool:
         return True
     if src in (Never, NoReturn):
         return True
+    if dst in (Never, NoReturn):
+        return False
+    if isinstance(dst, typing.NewType):
+        # Only the NewType itself (or one derived from it) fits, not its base.
+        while isinstance(src, typing.NewType) and src is not dst:
+            src = _strip(src.__supertype__)
+        return src is dst
+    if isinstance(src, typing.NewType):
+        return _subtype(_strip(src.__supertype__), dst, bindings)
     if isinstance(dst, TypeVar):
         return _bind(src, dst, bindings)
     if isinstance(src, TypeVar):
@@ -133,14 +152,40 @@ def _subtype(src: Any, dst: Any, bindings: dict[TypeVar, Any]) -> bool:
     if dst_origin in _UNION_TYPES:
         return _into_union(src, get_args(dst), bindings)
     if dst_origin is Literal:
-        return src_origin is Literal and set(get_args(src)) <= set(get_args(dst))
+        # By type too: Literal[1] is not Literal[True], though 1 == True.
+        return src_origin is Literal and _literals(src) <= _literals(dst)
     if src_origin is Literal:
         return all(_subtype(type(value), dst, bindings) for value in get_args(src))
     if dst_origin is type or dst is type:
         return _into_type(src, dst, bindings)
     if dst_origin is cabc.Callable or dst is cabc.Callable:
-        return callable(src) or get_origin(src) is cabc.Callable
+        return _into_callable(src, dst, bindings)
     return _class_subtype(src, dst, bindings)
+
+
+def _literals(hint: Any) -> set[tuple[type, Any]]:
+    return {(type(value), value) for value in get_args(hint)}
+
+
+def _into_callable(src: Any, dst: Any, bindings: dict[TypeVar, Any]) -> bool:
+    if get_origin(src) is type or src is type:
+        made = get_args(src)
+        src = cabc.Callable[..., made[0] if made else Any]  # a class is called to build one
+    elif not (get_origin(src) is cabc.Callable or src is cabc.Callable):
+        cls = _runtime_class(src)
+        return cls is None or any("__call__" in vars(base) for base in cls.__mro__)
+    src_args, dst_args = get_args(src), get_args(dst)
+    if not src_args or not dst_args:
+        return True
+    (src_params, src_returns), (dst_params, dst_returns) = src_args, dst_args
+    if not _subtype(_strip(src_returns), _strip(dst_returns), bindings):
+        return False
+    if not (isinstance(src_params, list) and isinstance(dst_params, list)):
+        return True  # ... or a ParamSpec on either side
+    # Parameters are contravariant: the callee must accept what callers pass.
+    return len(src_params) == len(dst_params) and all(
+        _subtype(_strip(d), _strip(s), {}) for s, d in zip(src_params, dst_params)
+    )
 
 
 def _into_union(src: Any, members: tuple[Any, ...], bindings: dict[TypeVar, Any]) -> bool:
@@ -167,10 +212,12 @@ def _into_type(src: Any, dst: Any, bindings: dict[TypeVar, Any]) -> bool:
 def _bind(src: Any, var: TypeVar, bindings: dict[TypeVar, Any]) -> bool:
     if var.__bound__ is not None and not _subtype(src, _strip(var.__bound__), {}):
         return False
-    if var.__constraints__ and not any(
-        _subtype(src, _strip(c), {}) for c in var.__constraints__
-    ):
-        return False
+    if var.__constraints__:
+        # A constrained TypeVar binds to the constraint, not to a subtype of it.
+        fitting = [c for c in var.__constraints__ if _subtype(src, _strip(c), {})]
+        if not fitting:
+            return False
+        src = _strip(fitting[0])
     if var not in bindings:
         bindings[var] = src
         return True
@@ -194,13 +241,17 @@ def _class_subtype(src: Any, dst: Any, bindings: dict[TypeVar, Any]) -> bool:
     if src_cls is None or dst_cls is None:
         return True  # not something this relation can judge
     if is_protocol(dst_cls) and not getattr(dst_cls, "_is_runtime_protocol", False):
-        return all(hasattr(src_cls, name) for name in _protocol_members(dst_cls))
+        # Annotated-only attributes (dataclass fields) count as members too.
+        declared = {name for base in src_cls.__mro__ for name in vars(base).get("__annotations__", {})}
+        return all(
+            hasattr(src_cls, name) or name in declared for name in _protocol_members(dst_cls)
+        )
     try:
         related = issubclass(src_cls, dst_cls)
     except TypeError:
         return True
     if not related:
-        return src_cls in _NUMERIC_TOWER.get(dst_cls, ())
+        return any(issubclass(src_cls, base) for base in _NUMERIC_TOWER.get(dst_cls, ()))
     return _args_fit(src, src_cls, dst, dst_cls, bindings)
 
 
@@ -225,36 +276,47 @@ def _args_fit(src: Any, src_cls: type, dst: Any, dst_cls: type, bindings: dict[T
         return _tuple_fits(src_args, dst_args, bindings)
     if len(src_args) != len(dst_args):
         return True
-    invariant = _invariant_params(dst_cls)
+    invariant, contravariant = _variance(dst_cls)
     for index, (s, d) in enumerate(zip(src_args, dst_args)):
         s, d = _strip(s), _strip(d)
         if index in invariant and not isinstance(d, TypeVar) and s is not Any:
             if not (_subtype(s, d, bindings) and _subtype(d, s, {})):
+                return False
+        elif index in contravariant and not isinstance(d, TypeVar):
+            if not _subtype(d, s, {}):
                 return False
         elif not _subtype(s, d, bindings):
             return False
     return True
 
 
-def _invariant_params(dst_cls: type) -> set[int]:
-    if dst_cls in _INVARIANT or any(dst_cls is c for c in _INVARIANT):
-        return {0, 1}
+def _variance(dst_cls: type) -> tuple[set[int], set[int]]:
+    """The invariant and the contravariant type parameters of ``dst_cls``."""
+    if issubclass(dst_cls, _INVARIANT):
+        return {0, 1}, set()  # list, dict, deque, Counter, ...: mutable
     if issubclass(dst_cls, cabc.Mapping) and dst_cls.__module__ == "collections.abc":
-        return {0}  # Mapping is invariant in its key, covariant in its value
+        return {0}, set()  # Mapping is invariant in its key, covariant in its value
+    if dst_cls is cabc.Generator:
+        return set(), {1}  # what it is sent
     if dst_cls.__module__ in {"builtins", "collections", "collections.abc", "typing"}:
-        return set()
-    params = getattr(dst_cls, "__parameters__", ())
-    return {
-        i for i, p in enumerate(params)
-        if isinstance(p, TypeVar) and not (p.__covariant__ or p.__contravariant__)
-    }
+        return set(), set()
+    params = [p for p in getattr(dst_cls, "__parameters__", ()) if isinstance(p, TypeVar)]
+    return (
+        {i for i, p in enumerate(params) if not (p.__covariant__ or p.__contravariant__)},
+        {i for i, p in enumerate(params) if p.__contravariant__},
+    )
 
 
 def _view_as(src: Any, src_cls: type, dst_cls: type) -> tuple[Any, ...] | None:
     """``src``'s type arguments as ``dst_cls`` would see them, if known."""
+    if src_cls is not dst_cls and "__orig_bases__" in vars(src_cls):
+        return _view_through_bases(src, src_cls, dst_cls)
     args = get_args(src)
     if not args:
-        return None
+        item = _ITEMS.get(src_cls)
+        if item is None or dst_cls is tuple or not issubclass(dst_cls, cabc.Iterable):
+            return None
+        return (item,)
     if src_cls is tuple:
         if dst_cls is tuple:
             return args
@@ -267,6 +329,26 @@ def _view_as(src: Any, src_cls: type, dst_cls: type) -> tuple[Any, ...] | None:
     if issubclass(src_cls, cabc.Generator) and not issubclass(dst_cls, cabc.Generator):
         return args[:1]
     return args
+
+
+def _view_through_bases(src: Any, src_cls: type, dst_cls: type) -> tuple[Any, ...] | None:
+    """A user class's arguments for ``dst_cls``, via the bases it was declared with.
+
+    ``class IntBox(Box[int])`` is ``Box[int]``; ``class Named(Pair[str, V])``
+    with ``Named[int]`` is ``Pair[str, int]``.
+    """
+    params = getattr(src_cls, "__parameters__", ())
+    args = get_args(src)
+    bindings = dict(zip(params, args)) if len(args) == len(params) else {}
+    for base in vars(src_cls)["__orig_bases__"]:
+        origin = get_origin(base) or base
+        try:
+            if origin is typing.Generic or not issubclass(origin, dst_cls):
+                continue
+        except TypeError:
+            continue
+        return _view_as(substitute(base, bindings), origin, dst_cls)
+    return None
 
 
 def _tuple_fits(src_args: tuple[Any, ...], dst_args: tuple[Any, ...], bindings: dict[TypeVar, Any]) -> bool:

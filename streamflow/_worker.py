@@ -19,7 +19,7 @@ from ._errors import WorkerCrashed
 from ._plan import Node
 from ._transport import Aborted, DownstreamClosed, Receiver, Sender, Stop
 
-__all__ = ["Outcome", "WorkerInfo", "add_stage_note", "run_worker", "worker_info"]
+__all__ = ["Outcome", "RemoteTraceback", "WorkerInfo", "add_stage_note", "run_worker", "worker_info"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +53,17 @@ class Outcome:
 
 
 _NOTE = "raised in stage"
+
+
+class RemoteTraceback(Exception):
+    """The traceback of an error raised in a worker process; set as its ``__cause__``."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return f"\n\n{self.text.rstrip()}"
 
 
 def add_stage_note(error: BaseException, stage: str, worker: int, workers: int) -> None:

@@ -75,7 +75,8 @@ def _children() -> set[int]:
 
 def _segments() -> set[str]:
     try:
-        return {n for n in os.listdir("/dev/shm") if n.startswith(("sf-", "sem.sf-"))}
+        mine = (f"sf-{os.getpid()}-", f"sem.sf-{os.getpid()}-")  # other test runs may share /dev/shm
+        return {n for n in os.listdir("/dev/shm") if n.startswith(mine)}
     except FileNotFoundError:
         return set()
 
@@ -93,6 +94,12 @@ def no_leaks() -> Iterator[None]:
         if thread.name.startswith("streamflow-"):
             thread.join(5)  # a run ends its threads; give the last instants to exit
     alive = [t.name for t in threading.enumerate() if t.name.startswith("streamflow-") and t.is_alive()]
+    if alive:
+        import sys, traceback
+        frames = sys._current_frames()
+        for t in threading.enumerate():
+            if t.name.startswith("streamflow-") and t.ident in frames:
+                print("=== ", t.name, "".join(traceback.format_stack(frames[t.ident])))
     assert not alive, f"threads left running: {alive}"
     assert _children() - children == set(), "worker processes left running"
     assert _segments() - segments == set(), "shared-memory segments left behind"

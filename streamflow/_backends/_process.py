@@ -223,18 +223,18 @@ class ProcessEngine:
         process = self._ctx.Process(
             target=_worker_main, args=(job,), name=f"streamflow-{node.name}-{worker}", daemon=True
         )
+        # Listed before it starts: a Ctrl-C during start() must not orphan it.
+        self._procs.append((process, node, worker, reader))
         try:
             with _start_lock, (contextlib.nullcontext() if self._forked else _without_main()):
                 process.start()
         except Exception as exc:
-            reader.close()
             raise StreamflowError(
                 f"cannot start a {self._method} worker for stage '{node.name}': {exc}"
                 + _START_HINT
             ) from exc
         finally:
             writer.close()
-        self._procs.append((process, node, worker, reader))
         if not self._forked:
             self._unstarted += 1
 
@@ -254,7 +254,7 @@ class ProcessEngine:
         by_handle: dict[Any, tuple[Any, Node, int, Any]] = {}
         for entry in self._procs:
             process, node, worker, reader = entry
-            if (node.index, worker) in self._reported:
+            if (node.index, worker) in self._reported or process.pid is None:
                 continue
             waitables += [reader, process.sentinel]
             by_handle[reader] = by_handle[process.sentinel] = entry
@@ -320,9 +320,10 @@ class ProcessEngine:
 
     def stop(self, grace: float) -> None:
         deadline = time.monotonic() + grace
-        for process, *_ in self._procs:
+        started = [p for p, *_ in self._procs if p.pid is not None]
+        for process in started:
             process.join(max(0.0, deadline - time.monotonic()))
-        stubborn = [p for p, *_ in self._procs if p.is_alive()]
+        stubborn = [p for p in started if p.is_alive()]
         for process in stubborn:
             process.terminate()
         for process in stubborn:
@@ -343,7 +344,7 @@ class ProcessEngine:
             edge.close()
         for process, _, _, reader in self._procs:
             reader.close()
-            with contextlib.suppress(ValueError):
+            with contextlib.suppress(ValueError, AssertionError):
                 process.close()
         os.close(self._wake_r)
         os.close(self._wake_w)

@@ -52,7 +52,7 @@ _SHM_DIR = "/dev/shm"
 
 def new_run_id() -> str:
     """An unguessable prefix for the segments of one run."""
-    return f"sf-{secrets.token_hex(8)}"
+    return f"sf-{os.getpid()}-{secrets.token_hex(8)}"
 
 
 def sweep(run_id: str) -> None:
