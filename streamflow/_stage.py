@@ -406,7 +406,7 @@ class Stage(Generic[P, I, O]):
     def __repr__(self) -> str:
         if self.fn is _iterate:
             return f"source({_short(self._bound['items'])})"
-        text = self.name
+        text = getattr(self.fn, "__name__", self.name)  # a name option shows below
         if self._bound:
             text += "(" + ", ".join(f"{k}={_short(v)}" for k, v in self._bound.items()) + ")"
         defaults = StageOptions().validated(self.name)

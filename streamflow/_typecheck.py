@@ -3,7 +3,7 @@
 ``is_subtype(src, dst, bindings)`` answers "can a value typed ``src`` be
 consumed where ``dst`` is declared", the way mypy would, for the hints stage
 signatures use in practice: classes and ABCs, the numeric tower, unions,
-Optional, Literal, Annotated, generic containers with their variance,
+Optional, Literal, Annotated, NewType, generic containers with their variance,
 tuples, Callable, ``type[X]``, Any/object and TypeVars.  TypeVars found on the
 ``dst`` side are bound in ``bindings`` (the chain carries them forward with
 ``substitute``); a TypeVar that would have to be two unrelated types at once

@@ -53,9 +53,13 @@ def _multiprocessing_helpers() -> None:
     """Start what multiprocessing keeps for the whole session (spawn's tracker,
     the shared heap behind Value), so their fds are not counted as leaks."""
     import multiprocessing
-    from multiprocessing import resource_tracker
+    from multiprocessing import forkserver, resource_tracker
+
+    from streamflow._backends._process import _without_main
 
     resource_tracker.ensure_running()
+    with _without_main():
+        forkserver.ensure_running()
     multiprocessing.Value("i", 0)
 
 

@@ -153,6 +153,14 @@ def test_bare_stream_annotations_stream_any() -> None:
     assert (made.input_type, made.output_type) == (Any, Any)
 
 
+def test_unresolvable_annotations_raise_at_decoration() -> None:
+    def lost(xs: Iterable[Missing]) -> Iterator[int]:  # type: ignore[name-defined]  # noqa: F821
+        yield from ()
+
+    with pytest.raises(sf.FlowTypeError, match=r"cannot resolve the annotations of .*lost.*Missing.*; annotate with names importable at module level"):
+        sf.stage(lost)
+
+
 def test_fn_is_the_undecorated_function() -> None:
     assert numbers.fn is _numbers
     assert not isinstance(double.fn, sf.Stage)
@@ -323,11 +331,11 @@ def test_option_error_is_a_value_error() -> None:
 
 def test_stages_are_immutable() -> None:
     with pytest.raises(AttributeError, match="immutable"):
-        double.fn = _numbers  # type: ignore[misc]
+        double.fn = _numbers
     with pytest.raises(AttributeError):
         setattr(double, "workers", 3)
     with pytest.raises(AttributeError):
-        double.anything = 1  # type: ignore[attr-defined]
+        double.anything = 1
     with pytest.raises(AttributeError):
         del double.fn
     assert double.fn is not _numbers and double.workers == 1

@@ -204,6 +204,8 @@ ROWS: list[tuple[Any, Any, bool]] = [
     (dict[str, int], Mapping[int, int], False),
     (dict[str, list[int]], Mapping[str, Sequence[int]], True),
     (Mapping[str, int], dict[str, int], False),
+    (Mapping[Dog, int], Mapping[Animal, int], False),
+    (dict[str, int], Mapping[str, int] | None, True),
     (dict[str, int], Iterable[str], True),
     (dict[str, int], Iterable[int], False),
     # str, bytes, range iterate as what they hold
@@ -243,6 +245,9 @@ ROWS: list[tuple[Any, Any, bool]] = [
     (Callable[[int], int], Callable[..., int], True),
     (typing.Callable[[int], int], Callable[[int], float], True),
     (int, Callable[[], int], False),
+    (int, Callable, False),
+    (Callable[[int], int], Callable, True),
+    (type, Callable[..., Any], True),
     (Scorer, Callable[..., Any], True),
     (Dog, Callable[..., Any], False),
     (type[Dog], Callable[..., Animal], True),

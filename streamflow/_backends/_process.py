@@ -21,6 +21,7 @@ is in between.
 from __future__ import annotations
 
 import contextlib
+from collections import ChainMap
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -68,7 +69,8 @@ class _ForkingCloudPickler(cloudpickle.Pickler):  # type: ignore[misc]
     primitives (queues, locks, values) can be handed over.
     """
 
-    dispatch_table = {**cloudpickle.Pickler.dispatch_table, **ForkingPickler._extra_reducers}
+    # A live view: multiprocessing registers reducers as objects are created.
+    dispatch_table = ChainMap(ForkingPickler._extra_reducers, cloudpickle.Pickler.dispatch_table)
 
 
 class _Job:

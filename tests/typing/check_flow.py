@@ -8,7 +8,8 @@ pins what mypy infers.  Nothing here is meant to run.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
+from typing import Any
 
 from typing_extensions import Never, assert_type
 
@@ -86,25 +87,26 @@ def per_animal(xs: Iterable[Animal]) -> Iterator[str]:
 
 # -- what the decorator infers ------------------------------------------------
 
-assert_type(numbers, sf.Source[[int], int])
-assert_type(words, sf.Source[[str, str], str])
+# (Stages with constants are pinned through their binding and chains below:
+# assert_type cannot spell a ParamSpec with parameter names.)
 assert_type(upper, sf.Processor[[], str, str])
-assert_type(scale, sf.Processor[[float], float, float])
+assert_type(half, sf.Processor[[], int, float])
 assert_type(total, sf.Sink[[], float, float])
-assert_type(numbers.fn, "Callable[..., Any]")  # the undecorated function, untyped
+assert_type(numbers.fn, Callable[..., Any])  # the undecorated function
 assert_type(half.options(workers=3), sf.Processor[[], int, float])
+assert_type(sf.source(range(3)), sf.Source[[], int])
 
 # -- constants: ParamSpec-typed binding ------------------------------------------
 
-assert_type(numbers(3), sf.Source[[int], int])
-assert_type(numbers(n=3), sf.Source[[int], int])
-assert_type(scale(factor=2.0), sf.Processor[[float], float, float])
-assert_type(scale(factor=2), sf.Processor[[float], float, float])
-assert_type(words("a b", sep=" "), sf.Source[[str, str], str])
+assert_type(numbers(3) | count, sf.ClosedFlow[Never, int])
+assert_type(scale(factor=2.0) | total, sf.ClosedFlow[float, float])
+assert_type(scale(factor=2) | total, sf.ClosedFlow[float, float])  # int is a float
+assert_type(words("a b", sep=",") | count, sf.ClosedFlow[Never, int])
 numbers(n="3")  # type: ignore[arg-type]
 numbers("3")  # type: ignore[arg-type]
 scale(factor="x")  # type: ignore[arg-type]
 numbers(count=3)  # type: ignore[call-arg]
+words()  # type: ignore[call-arg]
 half.options(workers="2")  # type: ignore[arg-type]
 
 # -- chains that fit ----------------------------------------------------------------
