@@ -48,7 +48,9 @@ class Execution(Protocol):
 class Engine(Protocol):
     """How a backend runs the workers of one plan."""
 
-    output: Iterator[Any] | None  # the receiver of the last edge of an open flow
+    @property
+    def output(self) -> Iterator[Any] | None:
+        """The receiver of the last edge of an open flow, read by the caller."""
 
     def launch(self) -> None:
         """Start every worker."""

@@ -398,10 +398,12 @@ class Stage(Generic[P, I, O]):
                 target = getattr(target, part)
         except Exception:
             target = None
-        if isinstance(target, Stage) and target.fn is self.fn:
+        if module != "__main__" and isinstance(target, Stage) and target.fn is self.fn:
             # The decorated name shadows the function: pickle it by name.
             return (_rebuild_named, (module, qualname, self._options, dict(self._bound)))
-        return (type(self), (self.fn, self._options, dict(self._bound)))
+        # By value (cloudpickle): the annotations travel resolved, since the
+        # names they use may not exist where the function is rebuilt.
+        return (_rebuild, (type(self), self.fn, self._options, dict(self._bound), self._sig))
 
     def __repr__(self) -> str:
         if self.fn is _iterate:
@@ -425,6 +427,16 @@ class Stage(Generic[P, I, O]):
         if changed:
             text += ".options(" + ", ".join(changed) + ")"
         return text
+
+
+def _rebuild(
+    cls: type[Stage[Any, Any, Any]],
+    fn: Callable[..., Any],
+    options: StageOptions,
+    bound: Mapping[str, Any],
+    sig: _Signature,
+) -> Stage[Any, Any, Any]:
+    return cls(fn, options, bound, _sig=sig)
 
 
 def _rebuild_named(module: str, qualname: str, options: StageOptions, bound: Mapping[str, Any]) -> Stage[Any, Any, Any]:

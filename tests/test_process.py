@@ -189,6 +189,7 @@ def _run_script(tmp_path: Path, body: str, *args: str, timeout: float = 60) -> s
 
 
 SCRIPT = """
+    from __future__ import annotations  # string annotations must resolve in workers too
     import dataclasses, sys
     from collections.abc import Iterable, Iterator
     import streamflow as sf

@@ -37,3 +37,11 @@ def test_mypy_agrees_with_the_typing_files(tmp_path: Path) -> None:
         ]
     )
     assert (status, stdout, stderr) == (0, "", "")
+
+
+def test_the_package_passes_mypy_strict(tmp_path: Path) -> None:
+    package = Path(__file__).parent.parent / "streamflow"
+    stdout, stderr, status = api.run(
+        ["--strict", "--no-error-summary", "--cache-dir", str(tmp_path / "cache"), str(package)]
+    )
+    assert (status, stdout, stderr) == (0, "", "")

@@ -70,7 +70,9 @@ class _ForkingCloudPickler(cloudpickle.Pickler):  # type: ignore[misc]
     """
 
     # A live view: multiprocessing registers reducers as objects are created.
-    dispatch_table = ChainMap(ForkingPickler._extra_reducers, cloudpickle.Pickler.dispatch_table)
+    dispatch_table = ChainMap(
+        getattr(ForkingPickler, "_extra_reducers"), cloudpickle.Pickler.dispatch_table
+    )
 
 
 class _Job:
@@ -179,10 +181,10 @@ class ProcessEngine:
         self._plan = plan
         self._method = method
         self._forked = method == "fork"
-        self._ctx = multiprocessing.get_context(method)
+        self._ctx: Any = multiprocessing.get_context(method)
         self._run_id = new_run_id()
         self._edges: list[ShmEdge] = []
-        self._procs: list[tuple[Any, Node, int, multiprocessing.connection.Connection]] = []
+        self._procs: list[tuple[Any, Node, int, Any]] = []
         self._threads: list[threading.Thread] = []
         self._local: SimpleQueue[Outcome] = SimpleQueue()
         self._wake_r, self._wake_w = os.pipe()
@@ -265,10 +267,10 @@ class ProcessEngine:
         if self._wake_r in ready:
             os.read(self._wake_r, 4096)
         for handle in ready:
-            entry = by_handle.get(handle)
-            if entry is None or (entry[1].index, entry[2]) in self._reported:
+            found = by_handle.get(handle)
+            if found is None or (found[1].index, found[2]) in self._reported:
                 continue
-            outcome = self._collect(*entry)
+            outcome = self._collect(*found)
             if outcome is not None:
                 outcomes.append(outcome)
         while True:
@@ -353,20 +355,25 @@ class ProcessEngine:
         sweep(self._run_id)
 
 
+_SIGNAL_CAUSES = {
+    signal.SIGKILL: "the kernel's out-of-memory killer, or a kill -9",
+    signal.SIGSEGV: "a crash in native code (an extension module or ctypes)",
+    signal.SIGBUS: "a crash in native code, or shared memory exhausted",
+    signal.SIGABRT: "an abort() in native code",
+}
+
+
 def _crash_message(node: Node, worker: int, exitcode: int | None) -> str:
     who = f"worker {worker + 1} of {node.workers} of stage '{node.name}'"
-    if exitcode is not None and exitcode < 0:
-        try:
-            how = f"was killed by {signal.Signals(-exitcode).name}"
-        except ValueError:
-            how = f"was killed by signal {-exitcode}"
-        causes = {
-            signal.SIGKILL: "the kernel's out-of-memory killer, or a kill -9",
-            signal.SIGSEGV: "a crash in native code (an extension module or ctypes)",
-            signal.SIGBUS: "a crash in native code, or shared memory exhausted",
-            signal.SIGABRT: "an abort() in native code",
-        }.get(signal.Signals(-exitcode) if -exitcode in signal.Signals._value2member_map_ else None, "a signal")
-    else:
+    if exitcode is None or exitcode >= 0:
         how = f"exited with code {exitcode}"
-        causes = "os._exit() or a native library ending the process"
-    return f"{who} {how} before its stream ended; likely cause: {causes}"
+        cause = "os._exit() or a native library ending the process"
+    else:
+        number = -exitcode
+        try:
+            sig = signal.Signals(number)
+        except ValueError:
+            how, cause = f"was killed by signal {number}", "a signal"
+        else:
+            how, cause = f"was killed by {sig.name}", _SIGNAL_CAUSES.get(sig, "a signal")
+    return f"{who} {how} before its stream ended; likely cause: {cause}"
