@@ -283,3 +283,45 @@ def test_signals_to_the_caller_stop_every_worker(tmp_path: Path, method: str, si
     assert not alive, f"workers survived: {alive}"
     leftovers = [n for n in os.listdir("/dev/shm") if n.startswith((f"sf-{proc.pid}-", f"sem.sf-{proc.pid}-"))]
     assert not leftovers
+
+
+KILL_SCRIPT = """
+    import sys
+    from collections.abc import Iterable, Iterator
+    import streamflow as sf
+    from tests.stages import forever
+
+    @sf.stage
+    def big(xs: Iterable[int]) -> Iterator[bytes]:
+        for x in xs:
+            if x == 20:
+                print("workers", flush=True)
+            yield bytes(3_000_000)  # over the default slot: one segment a message
+
+    @sf.stage
+    def drop(xs: Iterable[bytes]) -> int:
+        return sum(len(x) for x in xs)
+
+    (forever() | big.options(workers=2) | drop).run(start_method=sys.argv[1])
+"""
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_a_killed_caller_leaves_no_worker_and_no_segment(tmp_path: Path, method: str) -> None:
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(KILL_SCRIPT))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, str(script), method], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "workers"
+        workers = psutil.Process(proc.pid).children(recursive=True)
+        proc.kill()
+        proc.wait(30)
+    finally:
+        proc.kill()
+        proc.stdout.close()  # type: ignore[union-attr]
+    gone, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive, f"workers survived: {alive}"
+    leftovers = [n for n in os.listdir("/dev/shm") if f"sf-{proc.pid}-" in n]
+    assert not leftovers

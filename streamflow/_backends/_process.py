@@ -79,9 +79,9 @@ class _Job:
     """Everything one worker needs; pickled by value (cloudpickle) when spawning."""
 
     def __init__(self, node: Node, worker: int, inbox: ShmEdge | None, outbox: ShmEdge | None,
-                 report: multiprocessing.connection.Connection, announce: bool) -> None:
+                 report: multiprocessing.connection.Connection, announce: bool, run_id: str) -> None:
         self.node, self.worker, self.inbox, self.outbox = node, worker, inbox, outbox
-        self.report, self.announce = report, announce
+        self.report, self.announce, self.run_id = report, announce, run_id
 
     def __reduce__(self) -> tuple[Any, ...]:
         import io
@@ -100,7 +100,7 @@ class _Job:
 def _worker_main(job: _Job) -> None:
     """Entry point of a worker process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's to handle
-    _watch_parent()
+    _watch_parent(job.run_id)
     if job.announce:
         job.report.send_bytes(_STARTED)
     receiver = job.inbox.receiver() if job.inbox is not None else None
@@ -109,14 +109,19 @@ def _worker_main(job: _Job) -> None:
     job.report.send_bytes(_OUTCOME + _encode_outcome(outcome, job.node))
 
 
-def _watch_parent() -> None:
-    """Exit this worker as soon as the caller's process is gone (SIGKILL, SIGTERM)."""
+def _watch_parent(run_id: str) -> None:
+    """Exit this worker as soon as the caller's process is gone (SIGKILL, SIGTERM).
+
+    The caller cannot clean up after itself then; every worker sweeps the
+    run's names on its way out, so none outlives the run.
+    """
     parent = multiprocessing.parent_process()
     if parent is None:
         return
 
     def watch() -> None:
         multiprocessing.connection.wait([parent.sentinel])
+        sweep(run_id)
         os._exit(1)
 
     threading.Thread(target=watch, name="streamflow-watchdog", daemon=True).start()
@@ -223,7 +228,7 @@ class ProcessEngine:
 
     def _launch_process(self, node: Node, worker: int, inbox: ShmEdge | None, outbox: ShmEdge | None) -> None:
         reader, writer = self._ctx.Pipe(duplex=False)
-        job = _Job(node, worker, inbox, outbox, writer, announce=not self._forked)
+        job = _Job(node, worker, inbox, outbox, writer, announce=not self._forked, run_id=self._run_id)
         process = self._ctx.Process(
             target=_worker_main, args=(job,), name=f"streamflow-{node.name}-{worker}", daemon=True
         )

@@ -29,6 +29,8 @@ import os
 import secrets
 from typing import Any
 
+import _multiprocessing
+
 from .._errors import MessageTooLarge, StreamflowError, UnpicklableMessage
 from . import Aborted, DownstreamClosed
 from ._codec import _HEAD, Packed, pack, read, write
@@ -56,17 +58,20 @@ def new_run_id() -> str:
 
 
 def sweep(run_id: str) -> None:
-    """Unlink every overflow segment a run may have left (a worker died mid-send)."""
+    """Unlink every name a run may have left: segments of messages in flight
+    when a worker died, semaphores of workers that never started."""
     try:
         names = os.listdir(_SHM_DIR)
     except OSError:
         return
     for name in names:
-        if name.startswith(run_id + "-") and _posixshmem is not None:
-            try:
+        try:
+            if name.startswith(run_id + "-") and _posixshmem is not None:
                 _posixshmem.shm_unlink("/" + name)
-            except OSError:
-                pass
+            elif name.startswith(f"sem.{run_id}-"):
+                _multiprocessing.sem_unlink("/" + name[len("sem.") :])
+        except OSError:
+            pass
 
 
 def _allocate(size: int, what: str) -> int:
