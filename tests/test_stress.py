@@ -1,0 +1,144 @@
+"""Reliability: many randomized flows with injected faults (marker ``stress``).
+
+Run with ``python3 -m pytest -m stress`` (``STREAMFLOW_STRESS_RUNS`` sets how
+many scenarios; default 240).  Each scenario is its own test, so the leak
+guard checks every run, and each is bounded by a timeout: a hang fails.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import threading
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import pytest
+
+import streamflow as sf
+from tests.stages import collect
+
+pytestmark = [pytest.mark.stress, pytest.mark.timeout(120)]
+
+RUNS = int(os.environ.get("STREAMFLOW_STRESS_RUNS", "240"))
+SETUPS: list[dict[str, Any]] = [
+    {"backend": "inline"},
+    {"backend": "thread"},
+    {"backend": "process", "start_method": "fork"},
+    {"backend": "process", "start_method": "spawn"},
+    {"backend": "process", "start_method": "forkserver"},
+]
+LIMIT = 16 * 1024
+
+
+@sf.stage
+def numbers(values: list[int], size: int) -> Iterator[tuple[int, bytes]]:
+    for value in values:
+        yield value, bytes(size)
+
+
+@sf.stage
+def step(items: Iterable[tuple[int, bytes]], op: str, arg: int, fault: str, at: int) -> Iterator[tuple[int, Any]]:
+    for value, payload in items:
+        if value == at:
+            if fault == "raise":
+                raise ValueError(f"injected at {value}")
+            if fault == "kill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            if fault == "exit":
+                os._exit(9)
+            if fault == "oversize":
+                payload = bytes(2 * LIMIT)
+            if fault == "unpicklable":
+                payload = threading.Lock()
+        if op == "map":
+            yield (value * arg + 1) % 997, payload
+        elif op == "filter":
+            if value % arg:
+                yield value, payload
+        else:
+            for _ in range(arg):
+                yield value, payload
+
+
+@sf.stage
+def values_only(items: Iterable[tuple[int, Any]]) -> list[int]:
+    return [value for value, _ in items]
+
+
+def _plain(values: list[int], ops: list[tuple[str, int]]) -> list[list[int]]:
+    """The values reaching each stage, and (last) the output."""
+    seen = [values]
+    for op, arg in ops:
+        if op == "map":
+            values = [(v * arg + 1) % 997 for v in values]
+        elif op == "filter":
+            values = [v for v in values if v % arg]
+        else:
+            values = [v for v in values for _ in range(arg)]
+        seen.append(values)
+    return seen
+
+
+def _scenario(seed: int) -> tuple[dict[str, Any], Any, Any, list[int]]:
+    """Run options, the flow, the expected error type (or None) and the expected output."""
+    rnd = random.Random(seed)
+    setup = dict(SETUPS[seed % len(SETUPS)])
+    process = setup["backend"] == "process"
+    values = [rnd.randrange(997) for _ in range(rnd.randrange(0, 400))]
+    ops = [
+        rnd.choice([("map", rnd.randint(1, 9)), ("filter", rnd.randint(2, 4)), ("flat", rnd.randint(0, 2))])
+        for _ in range(rnd.randint(1, 3))
+    ]
+    seen = _plain(values, ops)
+    size = rnd.choice([0, 100, 4000, 12000])
+    limited = process and rnd.random() < 0.5
+    faults = ["none", "none", "raise"] + (["kill", "exit", "unpicklable"] + (["oversize"] if limited else []) if process else [])
+    fault = rnd.choice(faults)
+    where = rnd.randrange(len(ops))
+    reach = seen[where]
+    at = rnd.choice(reach) if reach and fault != "none" else -1
+    op, arg = ops[where]
+    emitted = op == "map" or (op == "filter" and at % arg != 0) or (op == "flat" and arg > 0)
+    if fault in ("oversize", "unpicklable") and not emitted:
+        at = -1  # the bad payload is dropped by the stage itself: nothing to detect
+    expected_error = None if at < 0 else {
+        "raise": ValueError,
+        "kill": sf.WorkerCrashed,
+        "exit": sf.WorkerCrashed,
+        "oversize": sf.MessageTooLarge,
+        "unpicklable": sf.UnpicklableMessage,
+    }[fault]
+    source = numbers(values=values, size=size)
+    if limited:
+        source = source.options(max_message_size=LIMIT)
+    flow: Any = source
+    for index, (op, arg) in enumerate(ops):
+        workers = rnd.randint(1, 3)
+        stage = step(op=op, arg=arg, fault=fault if index == where else "none", at=at)
+        stage = stage.options(workers=workers, packets_in_flight=workers + rnd.randint(0, 4))
+        if limited:
+            stage = stage.options(max_message_size=LIMIT)
+        flow = flow | stage
+    sink_workers = rnd.randint(1, 2)
+    flow = flow | values_only.options(workers=sink_workers)
+    setup["shutdown_timeout"] = 2.0
+    setup["inactivity_timeout"] = 30.0
+    return setup, flow, expected_error, seen[-1]
+
+
+@pytest.mark.parametrize("seed", range(RUNS))
+def test_random_flow_with_faults(seed: int) -> None:
+    setup, flow, expected_error, expected = _scenario(seed)
+    if expected_error is not None:
+        with pytest.raises(expected_error):
+            flow.run(**setup)
+        return
+    result = flow.run(**setup)
+    got = result if flow.stages[-1].workers == 1 else [v for part in result for v in part]
+    if all(stage.workers == 1 for stage in flow.stages):
+        assert got == expected
+    else:
+        assert Counter(got) == Counter(expected)
