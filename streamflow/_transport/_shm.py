@@ -24,6 +24,7 @@ unlinked by the consumer as it maps it, and swept at the end of the run).
 from __future__ import annotations
 
 import errno
+import pickle
 import mmap
 import os
 import secrets
@@ -44,6 +45,7 @@ except ImportError:  # pragma: no cover - not a POSIX CPython
 __all__ = ["ShmEdge", "new_run_id", "sweep"]
 
 DEFAULT_SLOT = 64 * 1024
+_dumps, _loads = pickle.dumps, pickle.loads
 _ABORT, _CLOSED, _PRODUCERS, _CONSUMERS = 0, 1, 2, 3
 _FREE_HEAD, _FREE_TAIL, _READY_HEAD, _READY_TAIL, _MOVED = 4, 5, 6, 7, 8
 _QUEUES = 16  # first index of the free queue
@@ -167,11 +169,13 @@ class ShmEdge:
         view = memoryview(self.mem)
         self.ctrl = view[: self.data_offset].cast("q")
         self.data = view[self.data_offset :]
+        size = self.slot_size
+        self.slots = [self.data[i * size : (i + 1) * size] for i in range(self.capacity)]
 
     def __getstate__(self) -> dict[str, Any]:
         from multiprocessing.reduction import DupFd
 
-        state = {k: v for k, v in self.__dict__.items() if k not in ("mem", "ctrl", "data", "fd")}
+        state = {k: v for k, v in self.__dict__.items() if k not in ("mem", "ctrl", "data", "slots", "fd")}
         state["fd"] = DupFd(self.fd)  # valid only while a worker is being spawned
         return state
 
@@ -180,10 +184,6 @@ class ShmEdge:
         self.__dict__.update(state)
         self.fd = fd
         self._map()
-
-    def slot(self, index: int) -> memoryview:
-        start = index * self.slot_size
-        return self.data[start : start + self.slot_size]
 
     def sender(self) -> ShmSender:
         return ShmSender(self)
@@ -207,6 +207,8 @@ class ShmEdge:
 
     def close(self) -> None:
         """Unmap and close this process's view; the memory goes with the last one."""
+        for view in self.__dict__.pop("slots", []):
+            view.release()
         for name in ("ctrl", "data"):
             view = self.__dict__.pop(name, None)
             if view is not None:
@@ -241,43 +243,85 @@ def _round_up(value: int, unit: int) -> int:
 
 
 class ShmSender:
-    __slots__ = ("_edge", "_index", "_serial", "_pid")
+    """The producing end of an edge; the per-packet path is kept flat on purpose."""
+
+    __slots__ = (
+        "_edge", "_ctrl", "_slots", "_free_acquire", "_free_lock", "_ready_release", "_ready_lock",
+        "_ready_base", "_ready_size", "_capacity", "_by_value", "_index", "_serial", "_pid",
+    )
 
     def __init__(self, edge: ShmEdge) -> None:
         self._edge = edge
+        self._ctrl = edge.ctrl
+        self._slots = edge.slots
+        self._free_acquire = edge.free.acquire
+        self._free_lock = edge.free_lock
+        self._ready_release = edge.ready.release
+        self._ready_lock = edge.ready_lock
+        self._ready_base = edge.ready_base
+        self._ready_size = edge.ready_size
+        self._capacity = edge.capacity
+        self._by_value = edge.main_by_value
         self._index = -1
         self._serial = 0
         self._pid = os.getpid()
 
     def reserve(self) -> None:
-        edge = self._edge
-        edge.free.acquire()
-        ctrl = edge.ctrl
+        self._free_acquire()
+        ctrl = self._ctrl
         if ctrl[_ABORT] or ctrl[_CLOSED]:
-            edge.free.release()  # pass the wake-up on to the next waiter
+            self._edge.free.release()  # pass the wake-up on to the next waiter
             raise Aborted() if ctrl[_ABORT] else DownstreamClosed()
-        lock = edge.free_lock
-        if lock is None:
-            self._index = edge._pop(_QUEUES, edge.capacity, _FREE_HEAD)
-        else:
-            with lock:
-                self._index = edge._pop(_QUEUES, edge.capacity, _FREE_HEAD)
+        lock = self._free_lock
+        if lock is not None:
+            lock.acquire()
+        position = ctrl[_FREE_HEAD]
+        ctrl[_FREE_HEAD] = position + 1
+        self._index = ctrl[_QUEUES + position % self._capacity]
+        if lock is not None:
+            lock.release()
 
     def unreserve(self) -> None:
         _release(self._edge, self._index)
         self._index = -1
 
     def send(self, item: Any) -> None:
-        edge = self._edge
+        buffers: list[pickle.PickleBuffer] = []
         try:
-            packed = pack(item, edge.main_by_value)
-        except Exception as exc:
-            raise UnpicklableMessage(
-                f"stage '{edge.name}' yielded a {type(item).__qualname__} that cannot be "
-                f"pickled to the next process: {exc}"
-            ) from exc
-        slot = edge.slot(self._index)
-        if packed.size <= edge.slot_size:
+            main = _dumps(item, 5, buffer_callback=buffers.append)
+            plain = not (self._by_value and b"__main__" in main)
+        except Exception:  # noqa: BLE001 - retried by value below
+            plain = False
+        slot = self._slots[self._index]
+        size = len(main) + _HEAD.size if plain else 0
+        if plain and not buffers and size <= len(slot):
+            _HEAD.pack_into(slot, 0, size - _HEAD.size, 0, 0)
+            slot[_HEAD.size : size] = main
+        else:
+            self._send_packed(slot, item, Packed(main, [b.raw() for b in buffers]) if plain else None)
+        ctrl = self._ctrl
+        lock = self._ready_lock
+        if lock is not None:
+            lock.acquire()
+        position = ctrl[_READY_TAIL]
+        ctrl[self._ready_base + position % self._ready_size] = self._index
+        ctrl[_READY_TAIL] = position + 1
+        if lock is not None:
+            lock.release()
+        ctrl[_MOVED] += 1
+        self._ready_release()
+
+    def _send_packed(self, slot: memoryview, item: Any, packed: Packed | None) -> None:
+        edge = self._edge
+        if packed is None:
+            try:
+                packed = pack(item, edge.main_by_value)
+            except Exception as exc:
+                raise UnpicklableMessage(
+                    f"stage '{edge.name}' yielded a {type(item).__qualname__} that cannot be "
+                    f"pickled to the next process: {exc}"
+                ) from exc
+        if packed.size <= len(slot):
             write(slot, packed)
         elif edge.limit is not None:
             raise MessageTooLarge(
@@ -286,14 +330,6 @@ class ShmSender:
             )
         else:
             self._send_large(slot, packed)
-        lock = edge.ready_lock
-        if lock is None:
-            edge._push(edge.ready_base, edge.ready_size, _READY_TAIL, self._index)
-        else:
-            with lock:
-                edge._push(edge.ready_base, edge.ready_size, _READY_TAIL, self._index)
-        edge.ctrl[_MOVED] += 1
-        edge.ready.release()
 
     def _send_large(self, slot: memoryview, packed: Packed) -> None:
         edge = self._edge
@@ -343,10 +379,24 @@ def _release(edge: ShmEdge, index: int) -> None:
 
 
 class ShmReceiver:
-    __slots__ = ("_edge", "_held", "_ended", "_finished", "_copy")
+    """The consuming end of an edge; asking for a packet frees the previous one."""
+
+    __slots__ = (
+        "_edge", "_ctrl", "_slots", "_ready_acquire", "_ready_lock", "_free_release", "_free_lock",
+        "_ready_base", "_ready_size", "_capacity", "_held", "_ended", "_finished", "_copy",
+    )
 
     def __init__(self, edge: ShmEdge) -> None:
         self._edge = edge
+        self._ctrl = edge.ctrl
+        self._slots = edge.slots
+        self._ready_acquire = edge.ready.acquire
+        self._ready_lock = edge.ready_lock
+        self._free_release = edge.free.release
+        self._free_lock = edge.free_lock
+        self._ready_base = edge.ready_base
+        self._ready_size = edge.ready_size
+        self._capacity = edge.capacity
         self._held = -1
         self._ended = False
         self._finished = False
@@ -356,28 +406,42 @@ class ShmReceiver:
         return self
 
     def __next__(self) -> Any:
-        edge = self._edge
-        if self._held >= 0:
-            _release(edge, self._held)
+        ctrl = self._ctrl
+        held = self._held
+        if held >= 0:
             self._held = -1
+            lock = self._free_lock
+            if lock is not None:
+                lock.acquire()
+            position = ctrl[_FREE_TAIL]
+            ctrl[_QUEUES + position % self._capacity] = held
+            ctrl[_FREE_TAIL] = position + 1
+            if lock is not None:
+                lock.release()
+            self._free_release()
         if self._ended:
             raise StopIteration
-        edge.ready.acquire()
-        if edge.ctrl[_ABORT]:
-            edge.ready.release()
+        self._ready_acquire()
+        if ctrl[_ABORT]:
+            self._edge.ready.release()  # pass the wake-up on to the next waiter
             raise Aborted()
-        lock = edge.ready_lock
-        if lock is None:
-            index = edge._pop(edge.ready_base, edge.ready_size, _READY_HEAD)
-        else:
-            with lock:
-                index = edge._pop(edge.ready_base, edge.ready_size, _READY_HEAD)
+        lock = self._ready_lock
+        if lock is not None:
+            lock.acquire()
+        position = ctrl[_READY_HEAD]
+        ctrl[_READY_HEAD] = position + 1
+        index = ctrl[self._ready_base + position % self._ready_size]
+        if lock is not None:
+            lock.release()
         if index < 0:
             self._ended = True
             raise StopIteration
         self._held = index
-        slot = edge.slot(index)
-        if _HEAD.unpack_from(slot, 0)[2] == _OVERFLOW:
+        slot = self._slots[index]
+        size, count, flags = _HEAD.unpack_from(slot, 0)
+        if not (count or flags):
+            return _loads(slot[_HEAD.size : _HEAD.size + size])
+        if flags == _OVERFLOW:
             return _read_large(slot)
         return read(slot, self._copy)
 

@@ -1,0 +1,385 @@
+"""Benchmarks: ``python -m streamflow.bench [--quick] [--json] [--compare pipeline-lib]``.
+
+Workloads (each on the thread backend and on processes under fork and spawn):
+
+- small: small dicts through source -> pass-through -> sink, microseconds
+  per message, for (workers, packets_in_flight) in (1,1), (1,8), (2,8), with
+  and without ``max_message_size``;
+- large: 40 MB int32 arrays from a source that reuses one array to a sink,
+  milliseconds per message, against the floor of one numpy memcpy per hop
+  measured in the same run;
+- cpu: a pure-Python stage of about 2 ms per item, 1 and 2 workers;
+- startup: a trivial 3-stage flow, started and torn down, in milliseconds;
+- rss: peak resident memory of caller and workers over many small messages.
+
+Throughput is timed from the first to the last packet at the sink, so it
+excludes start-up (measured on its own).  Each number is the best of a few
+repeats.  ``--compare pipeline-lib`` runs the same workloads on pipeline-lib
+in the same run and adds its number and the ratio (theirs / ours: above 1,
+streamflow is faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from . import _workloads as w
+from ._plan import StartMethod
+
+__all__ = ["Row", "main", "run_benchmarks"]
+
+METHODS: list[tuple[str, StartMethod | None]] = [
+    ("thread", None),
+    ("process", "fork"),
+    ("process", "spawn"),
+]
+LARGE_MB = 40
+LARGE_LIMIT = LARGE_MB * 1024 * 1024 + 64 * 1024  # the array plus pickle framing
+
+
+@dataclasses.dataclass
+class Row:
+    """One measured configuration."""
+
+    workload: str
+    config: str
+    unit: str
+    ours: float
+    theirs: float | None = None
+    floor: float | None = None
+    note: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        """pipeline-lib's cost over ours (above 1: we are faster); speed-up for cpu rows."""
+        if self.theirs is None or not self.ours:
+            return None
+        return self.theirs / self.ours
+
+    @property
+    def over_floor(self) -> float | None:
+        return None if self.floor is None or not self.floor else self.ours / self.floor
+
+
+@dataclasses.dataclass
+class Settings:
+    quick: bool
+    compare: bool
+    only: str | None
+
+    @property
+    def repeats(self) -> int:
+        return 1 if self.quick else 3
+
+
+def _label(backend: str, method: str | None) -> str:
+    return backend if method is None else f"{backend}/{method}"
+
+
+def _stamps(method: str | None) -> Any:
+    return multiprocessing.get_context(method or "fork").Array("d", 2, lock=False)
+
+
+def _best(repeats: int, measure: Callable[[], float]) -> float:
+    return min(measure() for _ in range(repeats))
+
+
+def _pipeline_lib() -> Any:
+    try:
+        import pipeline_lib
+    except ImportError:
+        sys.exit("--compare pipeline-lib needs it installed: python3 -m pip install -e '.[dev]'")
+    return pipeline_lib
+
+
+def _pl_run(tasks: list[Any], backend: str, method: str | None) -> None:
+    parallelism = "thread" if backend == "thread" else f"process-{method}"
+    _pipeline_lib().execute(tasks, parallelism=parallelism)
+
+
+# -- small messages -----------------------------------------------------------------
+
+
+def _small(settings: Settings) -> Iterator[Row]:
+    n = 5_000 if settings.quick else 20_000
+    for backend, method in METHODS:
+        for workers, pif in ((1, 1), (1, 8), (2, 8)):
+            for limit in (None, 4096):
+                config = f"{_label(backend, method)} w={workers} pif={pif} mms={limit or '-'}"
+
+                def ours() -> float:
+                    stamps = _stamps(method)
+                    opts: dict[str, Any] = {"packets_in_flight": pif, "max_message_size": limit}
+                    flow = (
+                        w.small_source(n=n).options(**opts)
+                        | w.small_pass.options(workers=workers, **opts)
+                        | w.small_sink(stamps=stamps)
+                    )
+                    flow.run(backend=backend, start_method=method)
+                    return float(stamps[1] - stamps[0]) / (n - 1) * 1e6
+
+                def theirs() -> float:
+                    Task = _pipeline_lib().PipelineTask
+                    stamps = _stamps(method)
+                    opts = {"packets_in_flight": pif, "max_message_size": limit}
+                    _pl_run(
+                        [
+                            Task(w.pl_small_source, {"n": n}, **opts),
+                            Task(w.pl_small_pass, num_workers=workers, **opts),
+                            Task(w.pl_small_sink, {"stamps": stamps}),
+                        ],
+                        backend,
+                        method,
+                    )
+                    return float(stamps[1] - stamps[0]) / (n - 1) * 1e6
+
+                yield _row(settings, "small", config, "us/msg", ours, theirs)
+
+
+# -- large messages -----------------------------------------------------------------
+
+
+def _copy_floor(repeats: int) -> float:
+    """Milliseconds for one memcpy of a large message, measured with numpy."""
+    import numpy as np
+
+    source = np.ones(LARGE_MB * 1024 * 1024 // 4, dtype=np.int32)
+    target = np.empty_like(source)
+    np.copyto(target, source)  # fault the pages in first
+
+    def copy() -> float:
+        started = time.perf_counter()
+        np.copyto(target, source)
+        return (time.perf_counter() - started) * 1e3
+
+    return _best(max(5, repeats), copy)
+
+
+def _large(settings: Settings) -> Iterator[Row]:
+    n = 8 if settings.quick else 30
+    floor = _copy_floor(settings.repeats)
+    for backend, method in METHODS:
+        for limit, shared in ((None, False), (LARGE_LIMIT, False), (LARGE_LIMIT, True)):
+            if backend == "thread" and limit is not None:
+                continue  # threads pass references: there is nothing to copy
+            mode = "mms=-" if limit is None else f"mms=42MB shared_buffer={shared}"
+            config = f"{_label(backend, method)} {mode}"
+
+            def ours() -> float:
+                stamps = _stamps(method)
+                source = w.large_source(n=n, megabytes=LARGE_MB).options(
+                    packets_in_flight=2, max_message_size=limit, shared_buffer=shared
+                )
+                (source | w.large_sink(stamps=stamps)).run(backend=backend, start_method=method)
+                return float(stamps[1] - stamps[0]) / (n - 1) * 1e3
+
+            def theirs() -> float:
+                Task = _pipeline_lib().PipelineTask
+                stamps = _stamps(method)
+                _pl_run(
+                    [
+                        Task(w.pl_large_source, {"n": n, "megabytes": LARGE_MB}, packets_in_flight=2,
+                             max_message_size=limit, shared_buffer=shared),
+                        Task(w.pl_large_sink, {"stamps": stamps}),
+                    ],
+                    backend,
+                    method,
+                )
+                return float(stamps[1] - stamps[0]) / (n - 1) * 1e3
+
+            row = _row(settings, "large", config, "ms/msg", ours, theirs)
+            row.floor = None if backend == "thread" else floor
+            yield row
+
+
+# -- CPU-bound scaling ---------------------------------------------------------------
+
+
+def _cpu(settings: Settings) -> Iterator[Row]:
+    n = 40 if settings.quick else 100
+    seconds = 0.002
+    for backend, method in METHODS:
+        rates = {}
+        for workers in (1, 2):
+
+            def ours() -> float:
+                stamps = _stamps(method)
+                flow = (
+                    w.cpu_source(n=n)
+                    | w.cpu_work(seconds=seconds).options(workers=workers)
+                    | w.cpu_sink(stamps=stamps)
+                )
+                flow.run(backend=backend, start_method=method)
+                return float(stamps[1] - stamps[0]) / (n - 1) * 1e3
+
+            rates[workers] = _best(settings.repeats, ours)
+        yield Row(
+            "cpu",
+            f"{_label(backend, method)} 2 ms/item, 1 -> 2 workers",
+            "ms/item",
+            rates[2],
+            theirs=rates[1],
+            note="theirs = 1 worker; ratio = speed-up",
+        )
+
+
+# -- start-up and tear-down ----------------------------------------------------------
+
+
+def _startup(settings: Settings) -> Iterator[Row]:
+    repeats = 3 if settings.quick else 10
+    for backend, method in METHODS:
+
+        def ours() -> float:
+            started = time.perf_counter()
+            (w.cpu_source(n=1) | w.cpu_work(seconds=0.0) | w.cpu_sink(stamps=[0.0, 0.0])).run(
+                backend=backend, start_method=method
+            )
+            return (time.perf_counter() - started) * 1e3
+
+        def theirs() -> float:
+            Task = _pipeline_lib().PipelineTask
+            started = time.perf_counter()
+            _pl_run(
+                [Task(w.pl_tiny_source, {"n": 1}), Task(w.pl_tiny_pass), Task(w.pl_tiny_sink)],
+                backend,
+                method,
+            )
+            return (time.perf_counter() - started) * 1e3
+
+        yield _row(settings, "startup", f"{_label(backend, method)} 3 stages", "ms", ours, theirs, repeats)
+
+
+# -- peak memory ---------------------------------------------------------------------
+
+
+def _rss(settings: Settings) -> Iterator[Row]:
+    counts = (20_000, 200_000) if settings.quick else (100_000, 1_000_000)
+    peaks = {}
+    for n in counts:
+        probe = subprocess.run(
+            [sys.executable, "-m", "streamflow.bench", "--probe-rss", str(n)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        peaks[n] = json.loads(probe.stdout)
+    low, high = counts
+    for who in ("caller", "worker"):
+        yield Row(
+            "rss",
+            f"process/spawn {who} peak, {low:,} -> {high:,} msgs",
+            "MB",
+            peaks[high][who],
+            floor=peaks[low][who],
+            note="floor = peak at the smaller count",
+        )
+
+
+def _probe_rss(n: int) -> None:
+    import resource
+
+    stamps = _stamps("spawn")
+    (w.small_source(n=n) | w.small_pass | w.small_sink(stamps=stamps)).run(start_method="spawn")
+    to_mb = 1 / 1024  # ru_maxrss is in KiB on Linux
+    print(
+        json.dumps(
+            {
+                "caller": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * to_mb,
+                "worker": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * to_mb,
+            }
+        )
+    )
+
+
+# -- driver --------------------------------------------------------------------------
+
+
+def _row(
+    settings: Settings,
+    workload: str,
+    config: str,
+    unit: str,
+    ours: Callable[[], float],
+    theirs: Callable[[], float],
+    repeats: int | None = None,
+) -> Row:
+    repeats = repeats or settings.repeats
+    row = Row(workload, config, unit, _best(repeats, ours))
+    if settings.compare:
+        row.theirs = _best(repeats, theirs)
+    return row
+
+
+WORKLOADS: dict[str, Callable[[Settings], Iterator[Row]]] = {
+    "small": _small,
+    "large": _large,
+    "cpu": _cpu,
+    "startup": _startup,
+    "rss": _rss,
+}
+
+
+def run_benchmarks(settings: Settings) -> Iterator[Row]:
+    """Measure every selected workload, yielding rows as they complete."""
+    for name, workload in WORKLOADS.items():
+        if settings.only and settings.only not in name:
+            continue
+        for row in workload(settings):
+            if settings.only and settings.only not in f"{name} {row.config}" and settings.only not in name:
+                continue
+            yield row
+
+
+def _format(row: Row, compare: bool) -> str:
+    text = f"{row.workload:8} {row.config:44} {row.ours:10.2f} {row.unit:8}"
+    if compare or row.workload == "cpu":
+        theirs = "" if row.theirs is None else f"{row.theirs:10.2f}"
+        ratio = "" if row.ratio is None else f"{row.ratio:7.2f}x"
+        text += f" {theirs:>10} {ratio:>8}"
+    if row.floor is not None:
+        text += f"  floor {row.floor:.2f} ({row.over_floor:.2f}x)"
+    return text
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m streamflow.bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer messages and repeats (under a minute)")
+    parser.add_argument("--json", action="store_true", help="print rows as JSON")
+    parser.add_argument("--compare", choices=["pipeline-lib"], help="also run pipeline-lib")
+    parser.add_argument("--only", help="run workloads whose name contains this (small, large, ...)")
+    parser.add_argument("--probe-rss", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.probe_rss:
+        _probe_rss(args.probe_rss)
+        return
+    settings = Settings(quick=args.quick, compare=args.compare is not None, only=args.only)
+    if settings.compare:
+        _pipeline_lib()
+    rows = []
+    if not args.json:
+        header = f"{'workload':8} {'config':44} {'streamflow':>10} {'unit':8}"
+        if settings.compare:
+            header += f" {'pipeline-lib':>10} {'ratio':>8}"
+        print(f"# python -m streamflow.bench {' '.join(argv if argv is not None else sys.argv[1:])}")
+        print(f"# {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+        print(header)
+    for row in run_benchmarks(settings):
+        rows.append(row)
+        if not args.json:
+            print(_format(row, settings.compare), flush=True)
+    if args.json:
+        print(json.dumps([{**dataclasses.asdict(r), "ratio": r.ratio, "over_floor": r.over_floor} for r in rows], indent=2))
+
+
+if __name__ == "__main__":
+    main()
