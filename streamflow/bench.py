@@ -103,7 +103,8 @@ def _pipeline_lib() -> Any:
 
 def _pl_run(tasks: list[Any], backend: str, method: str | None) -> None:
     parallelism = "thread" if backend == "thread" else f"process-{method}"
-    _pipeline_lib().execute(tasks, parallelism=parallelism)
+    # Its checker cannot read postponed annotations; checking costs nothing at run time anyway.
+    _pipeline_lib().execute(tasks, parallelism=parallelism, type_check_pipeline=False)
 
 
 # -- small messages -----------------------------------------------------------------

@@ -11,8 +11,10 @@
 
 ``free`` and ``ready`` are process-shared semaphores (C-level, futex-backed:
 no system call unless someone waits), so a packet costs four semaphore
-operations and two copies of its bytes.  Queue indexes are guarded by locks
-only where several workers share a side.  The segment is a memfd: it has no
+operations and two copies of its bytes.  With one producer and one consumer
+(the common case) slots are used in ring order and the index queues are not
+needed at all; with several workers on a side, the queues' indexes are
+guarded by locks.  The segment is a memfd: it has no
 name, so nothing can outlive the run, and it is sized with fallocate, so a
 shortage of shared memory is a clean error, not a bus error.
 
@@ -47,7 +49,7 @@ __all__ = ["ShmEdge", "new_run_id", "sweep"]
 DEFAULT_SLOT = 64 * 1024
 _dumps, _loads = pickle.dumps, pickle.loads
 _ABORT, _CLOSED, _PRODUCERS, _CONSUMERS = 0, 1, 2, 3
-_FREE_HEAD, _FREE_TAIL, _READY_HEAD, _READY_TAIL, _MOVED = 4, 5, 6, 7, 8
+_FREE_HEAD, _FREE_TAIL, _READY_HEAD, _READY_TAIL, _MOVED, _END = 4, 5, 6, 7, 8, 9
 _QUEUES = 16  # first index of the free queue
 _PAGE = mmap.PAGESIZE
 _OVERFLOW = 1
@@ -153,6 +155,7 @@ class ShmEdge:
         self.free = Semaphore(capacity, prefix=prefix, inherited=forked)
         self.ready = Semaphore(0, prefix=prefix, inherited=forked)
         many = producers > 1 or consumers > 1
+        self.ring = not many
         self.free_lock = Semaphore(1, maxvalue=1, prefix=prefix, inherited=forked) if many else None
         self.ready_lock = Semaphore(1, maxvalue=1, prefix=prefix, inherited=forked) if many else None
         self.end_lock = Semaphore(1, maxvalue=1, prefix=prefix, inherited=forked)
@@ -160,6 +163,7 @@ class ShmEdge:
         ctrl = self.ctrl
         ctrl[_PRODUCERS] = producers
         ctrl[_CONSUMERS] = consumers
+        ctrl[_END] = -1  # ring mode: packets sent in all, once the producer closed
         for index in range(capacity):
             ctrl[_QUEUES + index] = index
         ctrl[_FREE_TAIL] = capacity
@@ -248,6 +252,7 @@ class ShmSender:
     __slots__ = (
         "_edge", "_ctrl", "_slots", "_free_acquire", "_free_lock", "_ready_release", "_ready_lock",
         "_ready_base", "_ready_size", "_capacity", "_by_value", "_index", "_serial", "_pid",
+        "_ring", "_next", "_sent",
     )
 
     def __init__(self, edge: ShmEdge) -> None:
@@ -265,6 +270,9 @@ class ShmSender:
         self._index = -1
         self._serial = 0
         self._pid = os.getpid()
+        self._ring = edge.ring
+        self._next = 0  # ring mode: the slot to fill next
+        self._sent = 0
 
     def reserve(self) -> None:
         self._free_acquire()
@@ -272,6 +280,10 @@ class ShmSender:
         if ctrl[_ABORT] or ctrl[_CLOSED]:
             self._edge.free.release()  # pass the wake-up on to the next waiter
             raise Aborted() if ctrl[_ABORT] else DownstreamClosed()
+        if self._ring:
+            self._index = index = self._next
+            self._next = (index + 1) % self._capacity
+            return
         lock = self._free_lock
         if lock is not None:
             lock.acquire()
@@ -282,7 +294,11 @@ class ShmSender:
             lock.release()
 
     def unreserve(self) -> None:
-        _release(self._edge, self._index)
+        if self._ring:
+            self._next = self._index  # the slot stays next in line
+            self._edge.free.release()
+        else:
+            _release(self._edge, self._index)
         self._index = -1
 
     def send(self, item: Any) -> None:
@@ -300,15 +316,19 @@ class ShmSender:
         else:
             self._send_packed(slot, item, Packed(main, [b.raw() for b in buffers]) if plain else None)
         ctrl = self._ctrl
-        lock = self._ready_lock
-        if lock is not None:
-            lock.acquire()
-        position = ctrl[_READY_TAIL]
-        ctrl[self._ready_base + position % self._ready_size] = self._index
-        ctrl[_READY_TAIL] = position + 1
-        if lock is not None:
-            lock.release()
-        ctrl[_MOVED] += 1
+        self._sent += 1
+        if self._ring:
+            ctrl[_MOVED] = self._sent
+        else:
+            lock = self._ready_lock
+            if lock is not None:
+                lock.acquire()
+            position = ctrl[_READY_TAIL]
+            ctrl[self._ready_base + position % self._ready_size] = self._index
+            ctrl[_READY_TAIL] = position + 1
+            if lock is not None:
+                lock.release()
+            ctrl[_MOVED] += 1  # under no lock: a lost count still shows movement
         self._ready_release()
 
     def _send_packed(self, slot: memoryview, item: Any, packed: Packed | None) -> None:
@@ -354,6 +374,10 @@ class ShmSender:
 
     def close(self) -> None:
         edge = self._edge
+        if self._ring:
+            edge.ctrl[_END] = self._sent
+            edge.ready.release()
+            return
         with edge.end_lock:
             edge.ctrl[_PRODUCERS] -= 1
             last = edge.ctrl[_PRODUCERS] == 0
@@ -384,6 +408,7 @@ class ShmReceiver:
     __slots__ = (
         "_edge", "_ctrl", "_slots", "_ready_acquire", "_ready_lock", "_free_release", "_free_lock",
         "_ready_base", "_ready_size", "_capacity", "_held", "_ended", "_finished", "_copy",
+        "_ring", "_next", "_received",
     )
 
     def __init__(self, edge: ShmEdge) -> None:
@@ -401,6 +426,9 @@ class ShmReceiver:
         self._ended = False
         self._finished = False
         self._copy = not edge.shared_buffer
+        self._ring = edge.ring
+        self._next = 0
+        self._received = 0
 
     def __iter__(self) -> ShmReceiver:
         return self
@@ -408,7 +436,10 @@ class ShmReceiver:
     def __next__(self) -> Any:
         ctrl = self._ctrl
         held = self._held
-        if held >= 0:
+        if held >= 0 and self._ring:
+            self._held = -1
+            self._free_release()
+        elif held >= 0:
             self._held = -1
             lock = self._free_lock
             if lock is not None:
@@ -425,6 +456,14 @@ class ShmReceiver:
         if ctrl[_ABORT]:
             self._edge.ready.release()  # pass the wake-up on to the next waiter
             raise Aborted()
+        if self._ring:
+            if self._received == ctrl[_END]:
+                self._ended = True
+                raise StopIteration
+            self._received += 1
+            index = self._next
+            self._next = (index + 1) % self._capacity
+            return self._decode(index)
         lock = self._ready_lock
         if lock is not None:
             lock.acquire()
@@ -436,6 +475,9 @@ class ShmReceiver:
         if index < 0:
             self._ended = True
             raise StopIteration
+        return self._decode(index)
+
+    def _decode(self, index: int) -> Any:
         self._held = index
         slot = self._slots[index]
         size, count, flags = _HEAD.unpack_from(slot, 0)
@@ -451,7 +493,10 @@ class ShmReceiver:
         self._finished = True
         edge = self._edge
         if self._held >= 0:
-            _release(edge, self._held)
+            if self._ring:
+                edge.free.release()
+            else:
+                _release(edge, self._held)
             self._held = -1
         if self._ended:
             return
