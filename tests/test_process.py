@@ -11,6 +11,7 @@ import textwrap
 import time
 from collections import Counter
 from pathlib import Path
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -325,3 +326,37 @@ def test_a_killed_caller_leaves_no_worker_and_no_segment(tmp_path: Path, method:
     assert not alive, f"workers survived: {alive}"
     leftovers = [n for n in os.listdir("/dev/shm") if f"sf-{proc.pid}-" in n]
     assert not leftovers
+
+
+def test_messages_of_growing_size_without_max_message_size(process_opts: dict[str, Any]) -> None:
+    flow = sf.source([10, 200_000, 3_000_000, 50, 5_000_000, 1_000_000]) | sized_bytes | lengths
+    assert flow.run(**process_opts) == [10, 200_000, 3_000_000, 50, 5_000_000, 1_000_000]
+
+
+@sf.stage
+def sized_bytes(sizes: Iterable[int]) -> Iterator[bytes]:
+    for size in sizes:
+        yield bytes(range(256)) * (size // 256) + bytes(size % 256)
+
+
+@sf.stage
+def lengths(chunks: Iterable[bytes]) -> list[int]:
+    out = []
+    for chunk in chunks:
+        assert chunk[:256] == bytes(range(256))[: len(chunk)] or len(chunk) < 256
+        out.append(len(chunk))
+    return out
+
+
+def test_too_little_shared_memory_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    def no_space(fd: int, offset: int, length: int) -> None:
+        if length > 1_000_000:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", no_space)
+    with pytest.raises(sf.StreamflowError, match=r"not enough shared memory for a 3,000,\d+-byte message of stage 'sized_bytes': it needs 3,145,728 bytes"):
+        (sf.source([3_000_000]) | sized_bytes | lengths).run(start_method="fork")
+    with pytest.raises(sf.StreamflowError, match=r"not enough shared memory for edge 'sized_bytes' \(packets_in_flight=2 x max_message_size=4,000,000 bytes\)"):
+        (sf.source([1]) | sized_bytes.options(max_message_size=4_000_000) | lengths).run(start_method="fork")

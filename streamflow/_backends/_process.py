@@ -208,6 +208,7 @@ class ProcessEngine:
                         shared_buffer=edge.shared_buffer,
                         run_id=self._run_id,
                         forked=self._forked,
+                        index=edge.index,
                     )
                 )
         except BaseException:

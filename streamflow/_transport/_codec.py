@@ -17,6 +17,7 @@ classes) and, under spawn/forkserver, anything referring to ``__main__``
 
 from __future__ import annotations
 
+import mmap
 import pickle
 import struct
 from typing import Any
@@ -28,6 +29,8 @@ __all__ = ["Packed", "pack", "read", "write"]
 _HEAD = struct.Struct("<QII")
 _LEN = struct.Struct("<Q")
 _ALIGN = 64
+_LARGE = 1 << 20
+_HUGEPAGE = getattr(mmap, "MADV_HUGEPAGE", None)
 
 
 def _aligned(offset: int) -> int:
@@ -80,6 +83,23 @@ def write(slot: memoryview, packed: Packed) -> None:
         offset = end
 
 
+def _private_copy(view: memoryview) -> Any:
+    """A writable copy of ``view`` that the reader owns.
+
+    Large buffers go into an anonymous mapping backed by huge pages where
+    the kernel allows: a fresh bytearray of tens of megabytes costs more in
+    page faults than in copying.
+    """
+    if view.nbytes < _LARGE:
+        return bytearray(view)
+    memory = mmap.mmap(-1, view.nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    if _HUGEPAGE is not None:
+        memory.madvise(_HUGEPAGE)
+    target = memoryview(memory)
+    target[:] = view
+    return target
+
+
 def read(slot: memoryview, copy: bool) -> Any:
     """The message in ``slot``; its buffers copied unless ``copy`` is False."""
     main_len, count, _ = _HEAD.unpack_from(slot, 0)
@@ -94,6 +114,6 @@ def read(slot: memoryview, copy: bool) -> Any:
     for length in lengths:
         offset = _aligned(offset)
         view = slot[offset : offset + length]
-        buffers.append(bytearray(view) if copy else view)
+        buffers.append(_private_copy(view) if copy else view)
         offset += length
     return pickle.loads(main, buffers=buffers)

@@ -18,9 +18,11 @@ guarded by locks.  The segment is a memfd: it has no
 name, so nothing can outlive the run, and it is sized with fallocate, so a
 shortage of shared memory is a clean error, not a bus error.
 
-Without ``max_message_size``, slots are small and a message that does not
-fit travels in a segment of its own (named ``/sf-<run>-...``, mode 0600,
-unlinked by the consumer as it maps it, and swept at the end of the run).
+Without ``max_message_size``, slots are small (64 KiB) and each one has an
+overflow segment that grows to the largest message it has carried (named
+``/sf-<pid>-<random>-<edge>-<slot>``, mode 0600, unlinked at the end of the
+run, or by the workers if the caller dies).  Large messages then cost the
+same two copies as fixed slots, into memory that stays mapped.
 """
 
 from __future__ import annotations
@@ -130,8 +132,10 @@ class ShmEdge:
         shared_buffer: bool,
         run_id: str,
         forked: bool,
+        index: int = 0,
     ) -> None:
         self.name = name
+        self.index = index
         self.capacity = capacity
         self.producers = producers
         self.consumers = consumers
@@ -251,8 +255,8 @@ class ShmSender:
 
     __slots__ = (
         "_edge", "_ctrl", "_slots", "_free_acquire", "_free_lock", "_ready_release", "_ready_lock",
-        "_ready_base", "_ready_size", "_capacity", "_by_value", "_index", "_serial", "_pid",
-        "_ring", "_next", "_sent",
+        "_ready_base", "_ready_size", "_capacity", "_by_value", "_index",
+        "_ring", "_next", "_sent", "_overflow",
     )
 
     def __init__(self, edge: ShmEdge) -> None:
@@ -268,11 +272,10 @@ class ShmSender:
         self._capacity = edge.capacity
         self._by_value = edge.main_by_value
         self._index = -1
-        self._serial = 0
-        self._pid = os.getpid()
         self._ring = edge.ring
         self._next = 0  # ring mode: the slot to fill next
         self._sent = 0
+        self._overflow = _Overflow(edge)
 
     def reserve(self) -> None:
         self._free_acquire()
@@ -349,31 +352,13 @@ class ShmSender:
                 f"max_message_size={edge.limit:,}; raise max_message_size or leave it unset"
             )
         else:
-            self._send_large(slot, packed)
-
-    def _send_large(self, slot: memoryview, packed: Packed) -> None:
-        edge = self._edge
-        self._serial += 1
-        name = f"/{edge.run_id}-{self._pid}-{self._serial}"
-        fd = _posixshmem.shm_open(name, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
-        try:
-            os.ftruncate(fd, packed.size)
-            _reserve(fd, packed.size, f"a {packed.size:,}-byte message of stage '{edge.name}'")
-            with mmap.mmap(fd, packed.size) as mem:
-                view = memoryview(mem)
+            with self._overflow.view(self._index, packed.size, grow=True) as view:
                 write(view, packed)
-                view.release()
-        except BaseException:
-            _posixshmem.shm_unlink(name)
-            raise
-        finally:
-            os.close(fd)
-        encoded = name.encode()
-        _HEAD.pack_into(slot, 0, len(encoded), 0, _OVERFLOW)
-        slot[_HEAD.size : _HEAD.size + len(encoded)] = encoded
+            _HEAD.pack_into(slot, 0, packed.size, 0, _OVERFLOW)
 
     def close(self) -> None:
         edge = self._edge
+        self._overflow.close()
         if self._ring:
             edge.ctrl[_END] = self._sent
             edge.ready.release()
@@ -408,7 +393,7 @@ class ShmReceiver:
     __slots__ = (
         "_edge", "_ctrl", "_slots", "_ready_acquire", "_ready_lock", "_free_release", "_free_lock",
         "_ready_base", "_ready_size", "_capacity", "_held", "_ended", "_finished", "_copy",
-        "_ring", "_next", "_received",
+        "_ring", "_next", "_received", "_overflow",
     )
 
     def __init__(self, edge: ShmEdge) -> None:
@@ -429,6 +414,7 @@ class ShmReceiver:
         self._ring = edge.ring
         self._next = 0
         self._received = 0
+        self._overflow = _Overflow(edge)
 
     def __iter__(self) -> ShmReceiver:
         return self
@@ -484,13 +470,15 @@ class ShmReceiver:
         if not (count or flags):
             return _loads(slot[_HEAD.size : _HEAD.size + size])
         if flags == _OVERFLOW:
-            return _read_large(slot)
+            with self._overflow.view(index, size, grow=False) as view:
+                return read(view, copy=True)
         return read(slot, self._copy)
 
     def finish(self) -> None:
         if self._finished:
             return
         self._finished = True
+        self._overflow.close()
         edge = self._edge
         if self._held >= 0:
             if self._ring:
@@ -509,15 +497,46 @@ class ShmReceiver:
                 edge.free.release()
 
 
-def _read_large(slot: memoryview) -> Any:
-    length = _HEAD.unpack_from(slot, 0)[0]
-    name = bytes(slot[_HEAD.size : _HEAD.size + length]).decode()
-    fd = _posixshmem.shm_open(name, os.O_RDWR, 0o600)
-    try:
-        _posixshmem.shm_unlink(name)
-        size = os.fstat(fd).st_size
-        mem = mmap.mmap(fd, size)
-    finally:
-        os.close(fd)
-    # The segment belongs to this message alone: its buffers are used in place.
-    return read(memoryview(mem), copy=False)
+class _Overflow:
+    """This process's mappings of an edge's per-slot overflow segments."""
+
+    _GROWTH = 1 << 20  # grow in whole MiB, so that sizes that vary a little reuse one segment
+
+    def __init__(self, edge: ShmEdge) -> None:
+        self._edge = edge
+        self._maps: dict[int, mmap.mmap] = {}
+
+    def view(self, index: int, size: int, *, grow: bool) -> memoryview:
+        """The first ``size`` bytes of slot ``index``'s segment, (re)mapped as needed.
+
+        The producer grows the segment (``grow=True``); the consumer maps
+        what the producer made.  Release the view before the next call.
+        """
+        memory = self._maps.get(index)
+        if memory is None or len(memory) < size:
+            memory = self._map(index, size, grow)
+        return memoryview(memory)[:size]
+
+    def _map(self, index: int, size: int, grow: bool) -> mmap.mmap:
+        edge = self._edge
+        name = f"/{edge.run_id}-{edge.index}-{index}"
+        fd = _posixshmem.shm_open(name, os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            length = os.fstat(fd).st_size
+            if grow and length < size:
+                length = _round_up(size, self._GROWTH)
+                os.ftruncate(fd, length)
+                _reserve(fd, length, f"a {size:,}-byte message of stage '{edge.name}'")
+            memory = mmap.mmap(fd, length)
+        finally:
+            os.close(fd)
+        old = self._maps.pop(index, None)
+        if old is not None:
+            old.close()
+        self._maps[index] = memory
+        return memory
+
+    def close(self) -> None:
+        for memory in self._maps.values():
+            memory.close()
+        self._maps.clear()
