@@ -15,28 +15,33 @@ from ._errors import (
     UnpicklableMessage,
     WorkerCrashed,
 )
-from ._flow import ClosedFlow, Flow, FlowIterator
+from ._flow import ClosedFlow, Flow, RunOptions
+from ._run import Run
+from ._stats import StageStats, WorkerStats
 from ._stage import Processor, Sink, Source, Stage, StageOptions, source, stage
 from ._worker import WorkerInfo, worker_info
 
 __all__ = [
     "ClosedFlow",
     "Flow",
-    "FlowIterator",
     "FlowTypeError",
     "InactivityError",
     "MessageTooLarge",
     "OptionError",
     "Processor",
+    "Run",
+    "RunOptions",
     "Sink",
     "Source",
     "Stage",
     "StageError",
     "StageOptions",
+    "StageStats",
     "StreamflowError",
     "UnpicklableMessage",
     "WorkerCrashed",
     "WorkerInfo",
+    "WorkerStats",
     "source",
     "stage",
     "worker_info",

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import CancelledError
 from collections.abc import Iterator
 from typing import Any, Protocol
 
 from ._errors import InactivityError
 from ._plan import Plan, RunConfig
+from ._stats import StatsTable
 from ._transport import Aborted
 from ._worker import Outcome, RemoteTraceback, add_stage_note
 
@@ -44,6 +46,13 @@ class Execution(Protocol):
     def cancel(self) -> None:
         """Stop every worker and free every resource; idempotent."""
 
+    def wait(self, timeout: float | None) -> bool:
+        """Wait up to ``timeout`` seconds for every worker to end; whether they did."""
+
+    @property
+    def stats(self) -> StatsTable | None:
+        """The run's live counters (None where a backend keeps none)."""
+
 
 class Engine(Protocol):
     """How a backend runs the workers of one plan."""
@@ -51,6 +60,10 @@ class Engine(Protocol):
     @property
     def output(self) -> Iterator[Any] | None:
         """The receiver of the last edge of an open flow, read by the caller."""
+
+    @property
+    def stats(self) -> StatsTable:
+        """One row of counters per worker."""
 
     def launch(self) -> None:
         """Start every worker."""
@@ -117,6 +130,20 @@ class Supervised:
     def finished(self) -> bool:
         return self._done.is_set()
 
+    @property
+    def stats(self) -> StatsTable | None:
+        return self._engine.stats
+
+    def wait(self, timeout: float | None) -> bool:
+        try:
+            if timeout is not None:
+                return self._done.wait(timeout)
+            self._wait_done()
+            return True
+        except BaseException:
+            self.cancel()
+            raise
+
     def next_output(self) -> Any:
         if self._output is None or self._output_ended:
             self._finish()
@@ -140,6 +167,8 @@ class Supervised:
 
     def result(self) -> list[Any]:
         self._finish()
+        if self._cancelled:
+            raise CancelledError("the run was cancelled before it ended")
         sink = self._plan.sink
         return [self._results.get(w) for w in range(sink.workers)] if sink else []
 
@@ -160,10 +189,8 @@ class Supervised:
             self.cancel()
             raise
         self._engine.release()
-        if self._error is not None and not self._cancelled:
-            error, self._error = self._error, None
-            self._cancelled = True  # raise it once
-            raise error
+        if self._error is not None:
+            raise self._error
 
     def _wait_done(self) -> None:
         while not self._done.wait(1.0):

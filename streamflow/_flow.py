@@ -11,16 +11,17 @@ from collections.abc import Iterable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
-from typing_extensions import Never, Self
+from typing_extensions import Never, TypedDict, Unpack
 
 from . import _backends
 from ._errors import FlowTypeError
 from ._execution import Execution
 from ._plan import RunConfig, StartMethod, build_plan
+from ._run import Run
 from ._stage import Processor, Sink, Source, Stage, source
 from ._typecheck import TypeConflict, is_subtype, show, substitute
 
-__all__ = ["ClosedFlow", "Flow", "FlowIterator", "compose"]
+__all__ = ["ClosedFlow", "Flow", "RunOptions", "compose"]
 
 I = TypeVar("I", contravariant=True)  # noqa: E741
 O = TypeVar("O", covariant=True)
@@ -104,6 +105,25 @@ def compose(left: Any, right: Any) -> Any:
     return cls(stages, types)
 
 
+class RunOptions(TypedDict, total=False):
+    """How to run a flow (all optional); see ``Flow.run``.
+
+    ``backend``: "process" (default), "thread" or "inline".
+    ``start_method``: "spawn" (default), "fork" or "forkserver", for processes.
+    ``inactivity_timeout``: seconds without any packet moving before
+    ``InactivityError`` (default: none).
+    ``shutdown_timeout``: seconds workers get to finish their packet after a
+    failure, before they are terminated, then killed (default 5).
+    ``progress``: show live per-stage counts on stderr.
+    """
+
+    backend: str
+    start_method: StartMethod | None
+    inactivity_timeout: float | None
+    shutdown_timeout: float
+    progress: bool
+
+
 class _Composite:
     __slots__ = ("_stages", "_types")
 
@@ -146,7 +166,7 @@ class _Composite:
     def __ror__(self, other: Any) -> Any:
         return compose(other, self)
 
-    def _start(self, input: Iterable[Any] | None, options: dict[str, Any]) -> Execution:
+    def _start(self, input: Iterable[Any] | None, options: RunOptions) -> Execution:
         if input is not None and self.has_source:
             raise FlowTypeError(
                 f"this flow starts with source '{self._stages[0].name}'; it takes no input"
@@ -158,7 +178,7 @@ class _Composite:
             )
         if input is not None:
             compose(input, self._stages[0])  # the input's items must fit too
-        config = RunConfig(**options)
+        config = RunConfig(**options)  # validates: OptionError
         plan = build_plan(self._stages, input)
         return _backends.load(config.backend)(plan, config)
 
@@ -169,94 +189,28 @@ def compose_all(stages: tuple[Stage[Any, Any, Any], ...]) -> Any:
     return cls(stages, _check(stages))
 
 
-class FlowIterator(Generic[T]):
-    """Items of a running open flow, read in the caller.
-
-    A context manager: leaving it (or ``close()``, or breaking out of a
-    ``for`` loop over the flow) stops every worker.
-    """
-
-    def __init__(self, execution: Execution) -> None:
-        self._execution = execution
-
-    def __iter__(self) -> Self:
-        return self
-
-    def __next__(self) -> T:
-        item: T = self._execution.next_output()
-        return item
-
-    def close(self) -> None:
-        """Stop the flow; wait until every worker has ended."""
-        self._execution.cancel()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        execution = getattr(self, "_execution", None)
-        if execution is not None and not execution.finished:
-            execution.cancel()
-
-
 class Flow(_Composite, Generic[I, O]):
     """An open flow: iterate it (or ``iter()`` it) to read its items."""
 
     __slots__ = ()
 
-    def iter(
-        self,
-        input: Iterable[I] | None = None,
-        *,
-        backend: str = "process",
-        start_method: StartMethod | None = None,
-        inactivity_timeout: float | None = None,
-        shutdown_timeout: float = 5.0,
-    ) -> FlowIterator[O]:
+    def start(self, input: Iterable[I] | None = None, **options: Unpack[RunOptions]) -> Run[O, list[O]]:
+        """Start the flow; iterate the returned ``Run`` for its items."""
+        return Run(self._start(input, options), None, options.get("progress", False))
+
+    def iter(self, input: Iterable[I] | None = None, **options: Unpack[RunOptions]) -> Run[O, list[O]]:
         """Start the flow and return its items as an iterator (and context manager)."""
-        return FlowIterator(
-            self._start(
-                input,
-                dict(
-                    backend=backend,
-                    start_method=start_method,
-                    inactivity_timeout=inactivity_timeout,
-                    shutdown_timeout=shutdown_timeout,
-                ),
-            )
-        )
+        return self.start(input, **options)
 
     def __iter__(self) -> Iterator[O]:
         """Run with default options, yielding items; stops the flow on ``break``."""
-        with self.iter() as items:
+        with self.start() as items:
             yield from items
 
-    def run(
-        self,
-        input: Iterable[I] | None = None,
-        *,
-        backend: str = "process",
-        start_method: StartMethod | None = None,
-        inactivity_timeout: float | None = None,
-        shutdown_timeout: float = 5.0,
-    ) -> list[O]:
+    def run(self, input: Iterable[I] | None = None, **options: Unpack[RunOptions]) -> list[O]:
         """Run the flow to its end and return all its items as a list."""
-        with self.iter(
-            input,
-            backend=backend,
-            start_method=start_method,
-            inactivity_timeout=inactivity_timeout,
-            shutdown_timeout=shutdown_timeout,
-        ) as items:
-            return list(items)
+        with self.start(input, **options) as run:
+            return run.result()
 
     if TYPE_CHECKING:
 
@@ -285,32 +239,18 @@ class ClosedFlow(_Composite, Generic[I, O]):
 
     __slots__ = ()
 
-    def run(
-        self,
-        input: Iterable[I] | None = None,
-        *,
-        backend: str = "process",
-        start_method: StartMethod | None = None,
-        inactivity_timeout: float | None = None,
-        shutdown_timeout: float = 5.0,
-    ) -> O:
+    def start(self, input: Iterable[I] | None = None, **options: Unpack[RunOptions]) -> Run[Never, O]:
+        """Start the flow in the background; ``result()`` of the ``Run`` waits for its value."""
+        execution = self._start(input, options)
+        return Run(execution, self._stages[-1].workers, options.get("progress", False))
+
+    def run(self, input: Iterable[I] | None = None, **options: Unpack[RunOptions]) -> O:
         """Run the flow to its end; the sink's return value.
 
+        With several sink workers, their values as a list in worker order.
         Raises the first error any stage raised, with its own type.
         """
-        execution = self._start(
-            input,
-            dict(
-                backend=backend,
-                start_method=start_method,
-                inactivity_timeout=inactivity_timeout,
-                shutdown_timeout=shutdown_timeout,
-            ),
-        )
-        results = execution.result()
-        if self._stages[-1].workers == 1:
-            return results[0]  # type: ignore[no-any-return]
-        return results  # type: ignore[return-value]
+        return self.start(input, **options).result()
 
     if TYPE_CHECKING:
 

@@ -28,6 +28,7 @@ class RunConfig:
     start_method: StartMethod | None = None
     inactivity_timeout: float | None = None
     shutdown_timeout: float = 5.0
+    progress: bool = False
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -87,6 +88,10 @@ class Plan:
     @property
     def sink(self) -> Node | None:
         return None if self.open else self.nodes[-1]
+
+    def stat_names(self) -> list[tuple[str, int]]:
+        """(name, workers) per node: the shape of the run's stats table."""
+        return [(node.name, node.workers) for node in self.nodes]
 
 
 def _travels(stage: Stage[Any, Any, Any]) -> bool:

@@ -12,11 +12,13 @@ from __future__ import annotations
 import dataclasses
 import threading
 import traceback
+from time import perf_counter
 from collections.abc import Iterator
 from typing import Any
 
 from ._errors import WorkerCrashed
 from ._plan import Node
+from ._stats import BLOCKED, ENDED, ITEMS_IN, ITEMS_OUT, STARTED, WAITING
 from ._transport import Aborted, DownstreamClosed, Receiver, Sender, Stop
 
 __all__ = ["Outcome", "RemoteTraceback", "WorkerInfo", "add_stage_note", "run_worker", "worker_info"]
@@ -78,18 +80,22 @@ def add_stage_note(error: BaseException, stage: str, worker: int, workers: int) 
         error.__notes__ = [*(notes or []), note]  # type: ignore[attr-defined]
 
 
-def run_worker(node: Node, worker: int, receiver: Receiver | None, sender: Sender | None) -> Outcome:
-    """Run worker ``worker`` of ``node`` to its end; never raises."""
+def run_worker(
+    node: Node, worker: int, receiver: Receiver | None, sender: Sender | None, row: Any
+) -> Outcome:
+    """Run worker ``worker`` of ``node`` to its end, counting into ``row``; never raises."""
     _local.info = WorkerInfo(node.name, worker, node.workers)
     outcome = Outcome(node.index, worker)
+    row[STARTED] = perf_counter()
+    stream = None if receiver is None else _Counted(receiver, row)
     try:
-        produced = node.stage.call(receiver)
+        produced = node.stage.call(stream)
         if sender is None:
             outcome.result = produced  # a sink has run to completion
         else:
-            _pump(iter(produced), sender)
-        if receiver is not None:
-            receiver.finish()
+            _pump(iter(produced), sender, row)
+        if stream is not None:
+            stream.finish()
     except Stop:
         outcome.aborted = True
     except SystemExit as exc:
@@ -101,27 +107,74 @@ def run_worker(node: Node, worker: int, receiver: Receiver | None, sender: Sende
         outcome.error = exc
         outcome.traceback = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     finally:
+        if stream is not None:
+            stream.flush()
+        row[ENDED] = perf_counter()
         _local.info = None
     return outcome
 
 
-def _pump(items: Iterator[Any], sender: Sender) -> None:
+_FLUSH_EVERY = 32  # packets between writes of a worker's counters
+
+
+class _Counted:
+    """The input stream a stage sees: the receiver, counted and timed."""
+
+    __slots__ = ("_receiver", "_row", "_items", "_waiting")
+
+    def __init__(self, receiver: Receiver, row: Any) -> None:
+        self._receiver = receiver
+        self._row = row
+        self._items = 0
+        self._waiting = 0.0
+
+    def __iter__(self) -> _Counted:
+        return self
+
+    def __next__(self) -> Any:
+        started = perf_counter()
+        try:
+            item = next(self._receiver)
+        finally:
+            self._waiting += perf_counter() - started
+        self._items += 1
+        if not self._items % _FLUSH_EVERY:
+            self.flush()
+        return item
+
+    def flush(self) -> None:
+        self._row[ITEMS_IN] = self._items
+        self._row[WAITING] = self._waiting
+
+    def finish(self) -> None:
+        self._receiver.finish()
+
+
+def _pump(items: Iterator[Any], sender: Sender, row: Any) -> None:
     """Move ``items`` onto ``sender``, one reserved slot per packet."""
     reserve, send = sender.reserve, sender.send
+    sent, blocked = 0, 0.0
     try:
         while True:
+            started = perf_counter()
             reserve()
+            blocked += perf_counter() - started
             try:
                 item = next(items)
             except StopIteration:
                 sender.unreserve()
                 break
             send(item)
+            sent += 1
+            if not sent % _FLUSH_EVERY:
+                row[ITEMS_OUT], row[BLOCKED] = sent, blocked
     except DownstreamClosed:
         _close(items)
     except Aborted:
         _close(items)
         raise
+    finally:
+        row[ITEMS_OUT], row[BLOCKED] = sent, blocked
     sender.close()
 
 

@@ -56,6 +56,7 @@ class InlineExecution:
     def __init__(self, plan: Plan) -> None:
         self._plan = plan
         self._finished = False
+        self._outcome: tuple[list[Any], BaseException | None] | None = None
         stream: _Noted | None = None
         for node in plan.nodes:
             if node.kind == "sink":
@@ -67,6 +68,13 @@ class InlineExecution:
     def finished(self) -> bool:
         return self._finished
 
+    @property
+    def stats(self) -> None:
+        return None
+
+    def wait(self, timeout: float | None) -> bool:
+        return True  # the work happens as the caller asks for it
+
     def next_output(self) -> Any:
         assert self._stream is not None
         try:
@@ -76,14 +84,23 @@ class InlineExecution:
             raise
 
     def result(self) -> list[Any]:
+        if self._outcome is None:
+            self._outcome = self._compute()
+        value, error = self._outcome
+        if error is not None:
+            raise error
+        return value
+
+    def _compute(self) -> tuple[list[Any], BaseException | None]:
         sink = self._plan.sink
-        if sink is None:
-            for _ in self._stream or ():
-                pass
-            self._finished = True
-            return []
         try:
-            return [_call(sink, self._stream)]
+            if sink is None:
+                for _ in self._stream or ():
+                    pass
+                return [], None
+            return [_call(sink, self._stream)], None
+        except Exception as error:  # noqa: BLE001 - kept, raised on every result()
+            return [], error
         finally:
             self.cancel()
 

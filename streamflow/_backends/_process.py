@@ -43,7 +43,8 @@ from .._execution import Execution, Supervised
 from .._plan import Node, Plan, RunConfig
 from .._transport._codec import pack, read, write
 from .._transport._sem import Semaphore
-from .._transport._shm import ShmEdge, new_run_id, sweep
+from .._stats import StatsTable
+from .._transport._shm import SharedBuffer, ShmEdge, new_run_id, sweep
 from .._worker import Outcome, run_worker
 
 __all__ = ["start"]
@@ -79,9 +80,11 @@ class _Job:
     """Everything one worker needs; pickled by value (cloudpickle) when spawning."""
 
     def __init__(self, node: Node, worker: int, inbox: ShmEdge | None, outbox: ShmEdge | None,
-                 report: multiprocessing.connection.Connection, announce: bool, run_id: str) -> None:
+                 report: multiprocessing.connection.Connection, announce: bool, run_id: str,
+                 stats: SharedBuffer, names: list[tuple[str, int]]) -> None:
         self.node, self.worker, self.inbox, self.outbox = node, worker, inbox, outbox
         self.report, self.announce, self.run_id = report, announce, run_id
+        self.stats, self.names = stats, names
 
     def __reduce__(self) -> tuple[Any, ...]:
         import io
@@ -105,7 +108,8 @@ def _worker_main(job: _Job) -> None:
         job.report.send_bytes(_STARTED)
     receiver = job.inbox.receiver() if job.inbox is not None else None
     sender = job.outbox.sender() if job.outbox is not None else None
-    outcome = run_worker(job.node, job.worker, receiver, sender)
+    table = StatsTable(job.names, job.stats.memory)
+    outcome = run_worker(job.node, job.worker, receiver, sender, table.row(job.node.index, job.worker))
     job.report.send_bytes(_OUTCOME + _encode_outcome(outcome, job.node))
 
 
@@ -196,6 +200,9 @@ class ProcessEngine:
         self._reported: set[tuple[int, int]] = set()
         self._unstarted = 0
         self._released = False
+        self._names = plan.stat_names()
+        self._stats_buffer = SharedBuffer(StatsTable.size(self._names), "the run's statistics")
+        self.stats = StatsTable(self._names, self._stats_buffer.memory)
         try:
             for edge in plan.edges:
                 self._edges.append(
@@ -229,7 +236,10 @@ class ProcessEngine:
 
     def _launch_process(self, node: Node, worker: int, inbox: ShmEdge | None, outbox: ShmEdge | None) -> None:
         reader, writer = self._ctx.Pipe(duplex=False)
-        job = _Job(node, worker, inbox, outbox, writer, announce=not self._forked, run_id=self._run_id)
+        job = _Job(
+            node, worker, inbox, outbox, writer,
+            announce=not self._forked, run_id=self._run_id, stats=self._stats_buffer, names=self._names,
+        )
         process = self._ctx.Process(
             target=_worker_main, args=(job,), name=f"streamflow-{node.name}-{worker}", daemon=True
         )
@@ -252,7 +262,8 @@ class ProcessEngine:
         def work() -> None:
             receiver = inbox.receiver() if inbox is not None else None
             sender = outbox.sender() if outbox is not None else None
-            self._local.put(run_worker(node, worker, receiver, sender))
+            row = self.stats.row(node.index, worker)
+            self._local.put(run_worker(node, worker, receiver, sender, row))
             os.write(self._wake_w, b"x")
 
         thread = threading.Thread(target=work, name=f"streamflow-{node.name}-{worker}", daemon=True)
@@ -319,9 +330,7 @@ class ProcessEngine:
             os.write(self._wake_w, b"x")
 
     def progress(self) -> int:
-        return sum(edge.moved() for edge in self._edges) + (
-            0 if self.output is None else 0
-        )
+        return sum(edge.moved() for edge in self._edges)
 
     def abort(self) -> None:
         if not self._released:
@@ -352,6 +361,8 @@ class ProcessEngine:
             for sem in edge.semaphores():
                 sem.unlink()
             edge.close()
+        self.stats.release()
+        self._stats_buffer.close()
         for process, _, _, reader in self._procs:
             reader.close()
             with contextlib.suppress(ValueError, AssertionError):

@@ -23,6 +23,7 @@ from typing import Any
 from .._execution import Execution, Supervised
 from .._plan import Node, Plan, RunConfig
 from .._transport._local import LocalEdge
+from .._stats import StatsTable
 from .._worker import Outcome, run_worker
 
 __all__ = ["start"]
@@ -42,6 +43,8 @@ class ThreadEngine:
         self._outcomes: SimpleQueue[Outcome] = SimpleQueue()
         self._threads: list[threading.Thread] = []
         self.output = self._edges[-1].receiver() if plan.open else None
+        names = plan.stat_names()
+        self.stats = StatsTable(names, bytearray(StatsTable.size(names)))
 
     def launch(self) -> None:
         edges = self._edges
@@ -59,7 +62,8 @@ class ThreadEngine:
                 thread.start()
 
     def _work(self, node: Node, worker: int, receiver: Any, sender: Any) -> None:
-        self._outcomes.put(run_worker(node, worker, receiver, sender))
+        row = self.stats.row(node.index, worker)
+        self._outcomes.put(run_worker(node, worker, receiver, sender, row))
 
     def wait(self, timeout: float | None) -> list[Outcome]:
         try:

@@ -46,7 +46,7 @@ try:
 except ImportError:  # pragma: no cover - not a POSIX CPython
     _posixshmem = None
 
-__all__ = ["ShmEdge", "new_run_id", "sweep"]
+__all__ = ["SharedBuffer", "ShmEdge", "new_run_id", "sweep"]
 
 DEFAULT_SLOT = 64 * 1024
 _dumps, _loads = pickle.dumps, pickle.loads
@@ -113,6 +113,37 @@ def _reserve(fd: int, size: int, what: str) -> None:
             raise
 
 
+class SharedBuffer:
+    """Anonymous shared memory, handed to workers: inherited under fork, its
+    file descriptor passed under spawn/forkserver (so picklable only while a
+    worker is being spawned)."""
+
+    def __init__(self, size: int, what: str) -> None:
+        self.size = size
+        self.fd = _allocate(size, what)
+        self.memory = mmap.mmap(self.fd, size)
+
+    def __getstate__(self) -> dict[str, Any]:
+        from multiprocessing.reduction import DupFd
+
+        return {"size": self.size, "fd": DupFd(self.fd)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.size = state["size"]
+        self.fd = state["fd"].detach()
+        self.memory = mmap.mmap(self.fd, self.size)
+
+    def close(self) -> None:
+        """Unmap and close this process's view; the memory goes with the last one."""
+        try:
+            self.memory.close()
+        except BufferError:  # a zero-copy message still refers to it
+            pass
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
 class ShmEdge:
     """One edge of a process flow; picklable only while spawning workers.
 
@@ -154,7 +185,7 @@ class ShmEdge:
             f"edge '{name}' (packets_in_flight={capacity} x "
             f"{'max_message_size' if max_message_size else 'slot'}={self.slot_size:,} bytes)"
         )
-        self.fd = _allocate(self.total, what)
+        self.buffer = SharedBuffer(self.total, what)
         prefix = run_id
         self.free = Semaphore(capacity, prefix=prefix, inherited=forked)
         self.ready = Semaphore(0, prefix=prefix, inherited=forked)
@@ -173,24 +204,17 @@ class ShmEdge:
         ctrl[_FREE_TAIL] = capacity
 
     def _map(self) -> None:
-        self.mem = mmap.mmap(self.fd, self.total)
-        view = memoryview(self.mem)
+        view = memoryview(self.buffer.memory)
         self.ctrl = view[: self.data_offset].cast("q")
         self.data = view[self.data_offset :]
         size = self.slot_size
         self.slots = [self.data[i * size : (i + 1) * size] for i in range(self.capacity)]
 
     def __getstate__(self) -> dict[str, Any]:
-        from multiprocessing.reduction import DupFd
-
-        state = {k: v for k, v in self.__dict__.items() if k not in ("mem", "ctrl", "data", "slots", "fd")}
-        state["fd"] = DupFd(self.fd)  # valid only while a worker is being spawned
-        return state
+        return {k: v for k, v in self.__dict__.items() if k not in ("ctrl", "data", "slots")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        fd = state.pop("fd").detach()
         self.__dict__.update(state)
-        self.fd = fd
         self._map()
 
     def sender(self) -> ShmSender:
@@ -221,15 +245,7 @@ class ShmEdge:
             view = self.__dict__.pop(name, None)
             if view is not None:
                 view.release()
-        mem = self.__dict__.pop("mem", None)
-        if mem is not None:
-            try:
-                mem.close()
-            except BufferError:  # a zero-copy message still refers to it
-                pass
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+        self.buffer.close()
 
     # -- queue of slot indexes (called with the side's lock held, if any) --
 

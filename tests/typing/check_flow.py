@@ -144,7 +144,7 @@ assert_type((half | total).run([1, 2]), float)
 assert_type((half | scale).run(range(3)), list[float])
 assert_type(list(numbers(n=3) | half), list[float])
 with (numbers(n=3) | half).iter(backend="thread") as items:
-    assert_type(items, sf.FlowIterator[float])
+    assert_type(items, sf.Run[float, list[float]])
     for item in items:
         assert_type(item, float)
 (half | total).run(["x"])  # type: ignore[list-item]

@@ -1,0 +1,129 @@
+"""Run: a started flow, like a future; iterate it for an open flow's items."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+from typing_extensions import Self
+
+from ._execution import Execution
+from ._stats import StageStats, WorkerStats, report
+
+__all__ = ["Run"]
+
+O = TypeVar("O", covariant=True)
+R = TypeVar("R", covariant=True)
+
+
+class Run(Generic[O, R]):
+    """A running flow.
+
+    ``result()`` waits for the end and returns the sink's value (a closed
+    flow) or the remaining items (an open one); ``cancel()`` stops every
+    worker; ``stats()``/``report()`` tell what each stage is doing, live.
+    Iterating yields an open flow's items; leaving a ``with`` block, or
+    ``cancel()``, stops the flow.
+    """
+
+    def __init__(self, execution: Execution, sink_workers: int | None, progress: bool) -> None:
+        self._execution = execution
+        self._sink_workers = sink_workers  # None: an open flow
+        self._progress = None
+        if progress:
+            from ._progress import Progress
+
+            self._progress = Progress(self)
+
+    # -- the future -------------------------------------------------------------
+
+    def result(self, timeout: float | None = None) -> R:
+        """Wait for the end of the run and return its value.
+
+        Raises the first error of any stage, ``TimeoutError`` if the run is
+        still going after ``timeout`` seconds (it keeps running).  For an
+        open flow, collects the items not read yet (``timeout`` bounds the
+        wait for the end after they are read).
+        """
+        try:
+            if self._sink_workers is None:
+                items: Any = list(self)
+                self._wait(timeout)
+                return items  # type: ignore[no-any-return]
+            self._wait(timeout)
+            results = self._execution.result()
+            return results[0] if self._sink_workers == 1 else results  # type: ignore[return-value]
+        finally:
+            if self._execution.finished:
+                self._stop_progress()
+
+    def _wait(self, timeout: float | None) -> None:
+        if not self._execution.wait(timeout):
+            raise TimeoutError(f"the flow is still running after {timeout:g} s")
+
+    def done(self) -> bool:
+        """Whether every worker has ended."""
+        return self._execution.finished
+
+    def cancel(self) -> None:
+        """Stop every worker and free every resource; safe to call again."""
+        try:
+            self._execution.cancel()
+        finally:
+            self._stop_progress()
+
+    # -- what it is doing ---------------------------------------------------------
+
+    def stats(self) -> list[StageStats]:
+        """Per-stage counts and times so far (live while the run goes on)."""
+        table = self._execution.stats
+        return [] if table is None else table.stages()
+
+    def worker_stats(self) -> list[WorkerStats]:
+        """Per-worker counts and times so far."""
+        table = self._execution.stats
+        return [] if table is None else table.workers()
+
+    def report(self) -> str:
+        """A table of the stages that names the bottleneck and what to try."""
+        stages = self.stats()
+        return report(stages) if stages else "no statistics (the inline backend keeps none)"
+
+    def _stop_progress(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    # -- an open flow's items -----------------------------------------------------
+
+    def __iter__(self) -> Self:
+        return self
+
+    def __next__(self) -> O:
+        if self._sink_workers is not None:
+            raise TypeError("this flow ends in a sink: call result() for its value")
+        try:
+            item: O = self._execution.next_output()
+        except StopIteration:
+            self._stop_progress()
+            raise
+        return item
+
+    def close(self) -> None:
+        """Stop the flow (same as ``cancel()``)."""
+        self.cancel()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.cancel()
+
+    def __del__(self) -> None:
+        execution = getattr(self, "_execution", None)
+        if execution is not None and not execution.finished:
+            execution.cancel()

@@ -1,0 +1,175 @@
+"""Per-worker counters, cheap enough to be always on, and what they add up to.
+
+Each worker owns one row of a table of doubles: packets in and out, seconds
+waiting for input, seconds blocked on output, start and end times (from
+``time.perf_counter``, which every process on the machine shares).  The
+table lives in a bytearray for threads and in shared memory for processes,
+so the caller reads it live, without messages.  Workers accumulate in local
+variables and write their row every few packets and at the end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["FIELDS", "StageStats", "StatsTable", "WorkerStats", "report"]
+
+FIELDS = ("items_in", "items_out", "waiting", "blocked", "started", "ended")
+ITEMS_IN, ITEMS_OUT, WAITING, BLOCKED, STARTED, ENDED = range(len(FIELDS))
+WIDTH = len(FIELDS)
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerStats:
+    """What one worker has done so far; times in seconds."""
+
+    stage: str
+    worker: int
+    items_in: int
+    items_out: int
+    busy: float  # running the stage's own code
+    waiting: float  # waiting for input
+    blocked: float  # waiting for a free slot downstream
+    elapsed: float
+
+
+@dataclasses.dataclass(frozen=True)
+class StageStats:
+    """A stage's workers added up."""
+
+    stage: str
+    workers: int
+    items_in: int
+    items_out: int
+    busy: float
+    waiting: float
+    blocked: float
+    elapsed: float
+
+    @property
+    def busy_share(self) -> float:
+        """Busy time over the time its workers were alive (0 to 1)."""
+        alive = self.elapsed * self.workers
+        return self.busy / alive if alive > 0 else 0.0
+
+    @property
+    def rate(self) -> float:
+        """Items out (or in, for a sink) per second."""
+        items = self.items_out or self.items_in
+        return items / self.elapsed if self.elapsed > 0 else 0.0
+
+
+class StatsTable:
+    """One row of counters per worker, over a buffer of doubles."""
+
+    def __init__(self, names: Sequence[tuple[str, int]], buffer: Any) -> None:
+        """``names``: (stage name, workers) per node; ``buffer``: writable, WIDTH doubles a worker."""
+        self._names = list(names)
+        self._view = memoryview(buffer).cast("B").cast("d")
+        self._offsets = []
+        offset = 0
+        for _, workers in self._names:
+            self._offsets.append(offset)
+            offset += workers
+        self.rows = offset
+
+    @staticmethod
+    def size(names: Sequence[tuple[str, int]]) -> int:
+        """Bytes needed for ``names``."""
+        return 8 * WIDTH * sum(workers for _, workers in names)
+
+    def row(self, node: int, worker: int) -> Any:
+        start = (self._offsets[node] + worker) * WIDTH
+        return self._view[start : start + WIDTH]
+
+    def workers(self) -> list[WorkerStats]:
+        now = time.perf_counter()
+        out = []
+        for node, (name, workers) in enumerate(self._names):
+            for worker in range(workers):
+                row = self.row(node, worker)
+                started, ended = row[STARTED], row[ENDED]
+                elapsed = 0.0 if not started else (ended or now) - started
+                out.append(
+                    WorkerStats(
+                        stage=name,
+                        worker=worker,
+                        items_in=int(row[ITEMS_IN]),
+                        items_out=int(row[ITEMS_OUT]),
+                        busy=max(0.0, elapsed - row[WAITING] - row[BLOCKED]),
+                        waiting=row[WAITING],
+                        blocked=row[BLOCKED],
+                        elapsed=elapsed,
+                    )
+                )
+        return out
+
+    def stages(self) -> list[StageStats]:
+        by_stage: dict[str, list[WorkerStats]] = {}
+        for stats in self.workers():
+            by_stage.setdefault(stats.stage, []).append(stats)
+        return [
+            StageStats(
+                stage=name,
+                workers=len(rows),
+                items_in=sum(r.items_in for r in rows),
+                items_out=sum(r.items_out for r in rows),
+                busy=sum(r.busy for r in rows),
+                waiting=sum(r.waiting for r in rows),
+                blocked=sum(r.blocked for r in rows),
+                elapsed=max(r.elapsed for r in rows),
+            )
+            for name, rows in by_stage.items()
+        ]
+
+    def release(self) -> None:
+        """Let go of the shared buffer, keeping a private copy of the counters."""
+        final = bytearray(self._view.cast("B"))
+        self._view.release()
+        self._view = memoryview(final).cast("d")
+
+
+def bottleneck(stages: Sequence[StageStats]) -> StageStats | None:
+    """The stage whose workers were busiest, if any did anything."""
+    active = [s for s in stages if s.elapsed > 0]
+    return max(active, key=lambda s: s.busy_share, default=None)
+
+
+def advice(stage: StageStats, stages: Sequence[StageStats]) -> str:
+    """What to try to speed up a flow bottlenecked on ``stage``."""
+    if stage.busy_share < 0.5:
+        return (
+            "no stage is busy most of the time: the flow waits on its edges; raise "
+            "packets_in_flight, or set max_message_size if messages are large"
+        )
+    index = list(stages).index(stage)
+    tips = [f"give '{stage.stage}' more workers (workers={stage.workers + 1} or more)"]
+    if index > 0 and stages[index - 1].blocked > stages[index - 1].busy:
+        tips.append(
+            f"'{stages[index - 1].stage}' spends most of its time blocked on it; a larger "
+            f"packets_in_flight there only helps if '{stage.stage}' has bursts"
+        )
+    return "; ".join(tips)
+
+
+def report(stages: Sequence[StageStats]) -> str:
+    """A table of ``stages`` naming the bottleneck and what to try."""
+    lines = [
+        f"{'stage':20} {'workers':>7} {'in':>9} {'out':>9} {'rate/s':>10} "
+        f"{'busy':>6} {'waiting':>8} {'blocked':>8}"
+    ]
+    slowest = bottleneck(stages)
+    for s in stages:
+        alive = s.elapsed * s.workers or 1.0
+        mark = "  <- bottleneck" if s is slowest else ""
+        lines.append(
+            f"{s.stage[:20]:20} {s.workers:>7} {s.items_in:>9} {s.items_out:>9} {s.rate:>10.1f} "
+            f"{s.busy / alive:>6.0%} {s.waiting / alive:>8.0%} {s.blocked / alive:>8.0%}{mark}"
+        )
+    if slowest is not None:
+        lines.append("")
+        lines.append(f"bottleneck: '{slowest.stage}' ({slowest.busy_share:.0%} busy); try: {advice(slowest, stages)}")
+    return "\n".join(lines)
