@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 from typing_extensions import Never, TypedDict, Unpack
 
 from . import _backends
+from ._draw import to_dot, to_svg
 from ._errors import FlowTypeError
 from ._execution import Execution
 from ._plan import RunConfig, StartMethod, build_plan
@@ -148,6 +149,14 @@ class _Composite:
     def __repr__(self) -> str:
         return " | ".join(repr(stage) for stage in self._stages)
 
+    def to_dot(self) -> str:
+        """The flow as Graphviz text: stages, workers, edge buffer sizes."""
+        return to_dot(self._stages)
+
+    def _repr_svg_(self) -> str:
+        """Notebook display: the flow drawn as SVG."""
+        return to_svg(self._stages)
+
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
@@ -196,7 +205,7 @@ class Flow(_Composite, Generic[I, O]):
 
     def start(self, input: Iterable[I] | None = None, **options: Unpack[RunOptions]) -> Run[O, list[O]]:
         """Start the flow; iterate the returned ``Run`` for its items."""
-        return Run(self._start(input, options), None, options.get("progress", False))
+        return Run(self._start(input, options), self._stages, None, options.get("progress", False))
 
     def iter(self, input: Iterable[I] | None = None, **options: Unpack[RunOptions]) -> Run[O, list[O]]:
         """Start the flow and return its items as an iterator (and context manager)."""
@@ -242,7 +251,7 @@ class ClosedFlow(_Composite, Generic[I, O]):
     def start(self, input: Iterable[I] | None = None, **options: Unpack[RunOptions]) -> Run[Never, O]:
         """Start the flow in the background; ``result()`` of the ``Run`` waits for its value."""
         execution = self._start(input, options)
-        return Run(execution, self._stages[-1].workers, options.get("progress", False))
+        return Run(execution, self._stages, self._stages[-1].workers, options.get("progress", False))
 
     def run(self, input: Iterable[I] | None = None, **options: Unpack[RunOptions]) -> O:
         """Run the flow to its end; the sink's return value.

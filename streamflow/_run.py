@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from typing_extensions import Self
 
+from ._draw import to_dot, to_svg
 from ._execution import Execution
 from ._stats import StageStats, WorkerStats, report
 
@@ -26,8 +28,11 @@ class Run(Generic[O, R]):
     ``cancel()``, stops the flow.
     """
 
-    def __init__(self, execution: Execution, sink_workers: int | None, progress: bool) -> None:
+    def __init__(
+        self, execution: Execution, stages: Sequence[Any], sink_workers: int | None, progress: bool
+    ) -> None:
         self._execution = execution
+        self._stages = stages
         self._sink_workers = sink_workers  # None: an open flow
         self._progress = None
         if progress:
@@ -88,6 +93,14 @@ class Run(Generic[O, R]):
         """A table of the stages that names the bottleneck and what to try."""
         stages = self.stats()
         return report(stages) if stages else "no statistics (the inline backend keeps none)"
+
+    def to_dot(self) -> str:
+        """The flow as Graphviz text, with each stage's rate so far."""
+        return to_dot(self._stages, self.stats())
+
+    def _repr_svg_(self) -> str:
+        """Notebook display: the flow with rates, the bottleneck highlighted."""
+        return to_svg(self._stages, self.stats())
 
     def _stop_progress(self) -> None:
         if self._progress is not None:
