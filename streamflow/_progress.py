@@ -18,9 +18,11 @@ _REFRESH = 0.5  # seconds between redraws
 class Progress:
     """Redraw a run's per-stage counts and rates until it ends."""
 
-    def __init__(self, run: Run[Any, Any], stream: TextIO | None = None) -> None:
+    def __init__(self, run: Run[Any, Any], stream: TextIO | None = None, *, bars: bool = True) -> None:
+        """``bars``: use tqdm when it is installed."""
         self._run = run
         self._stream = stream or sys.stderr
+        self._use_tqdm = bars
         self._stopped = threading.Event()
         self._bars: list[Any] | None = None
         self._thread = threading.Thread(target=self._loop, name="streamflow-progress", daemon=True)
@@ -48,7 +50,7 @@ class Progress:
         if not stages:
             return
         if self._bars is None:
-            self._bars = _tqdm_bars([s.stage for s in stages], self._stream)
+            self._bars = _tqdm_bars([s.stage for s in stages], self._stream) if self._use_tqdm else []
         if self._bars:
             for bar, stage in zip(self._bars, stages):
                 bar.n = stage.items_out or stage.items_in

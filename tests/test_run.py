@@ -108,7 +108,7 @@ def test_the_inline_backend_reports_no_stats() -> None:
 def test_progress_draws_a_line_per_refresh_and_ends_it() -> None:
     run = (count_to(n=2000) | square | total).start(backend="thread")
     stream = io.StringIO()
-    progress = Progress(run, stream)
+    progress = Progress(run, stream, bars=False)
     run.result()
     progress.stop()
     text = stream.getvalue()
@@ -116,8 +116,20 @@ def test_progress_draws_a_line_per_refresh_and_ends_it() -> None:
     assert text.endswith("\n")
 
 
-def test_progress_option_runs(capsys: pytest.CaptureFixture[str]) -> None:
+def test_progress_with_tqdm_bars() -> None:
+    pytest.importorskip("tqdm")
+    run = (count_to(n=300) | square | total).start(backend="thread")
+    stream = io.StringIO()
+    progress = Progress(run, stream)
+    run.result()
+    progress.stop()
+    text = stream.getvalue()
+    assert "count_to" in text and "square" in text and "300" in text
+
+
+def test_progress_option_writes_to_stderr(capsys: pytest.CaptureFixture[str]) -> None:
     assert (count_to(n=50) | total).run(backend="thread", progress=True) == sum(range(50))
+    assert "count_to" in capsys.readouterr().err
 
 
 def test_result_of_a_cancelled_run_raises_cancelled_error(parallel_opts: dict[str, Any]) -> None:
