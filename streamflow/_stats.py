@@ -11,6 +11,7 @@ variables and write their row every few packets and at the end.
 from __future__ import annotations
 
 import dataclasses
+import textwrap
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -53,7 +54,7 @@ class StageStats:
     def busy_share(self) -> float:
         """Busy time over the time its workers were alive (0 to 1)."""
         alive = self.elapsed * self.workers
-        return self.busy / alive if alive > 0 else 0.0
+        return min(1.0, self.busy / alive) if alive > 0 else 0.0
 
     @property
     def rate(self) -> float:
@@ -133,9 +134,13 @@ class StatsTable:
 
 
 def bottleneck(stages: Sequence[StageStats]) -> StageStats | None:
-    """The stage whose workers were busiest, if any did anything."""
+    """The stage whose workers each spent the most time busy, if any did anything.
+
+    Busy seconds per worker, not the busy share: a source that ran flat out
+    for a moment and then ended is not what holds the flow back.
+    """
     active = [s for s in stages if s.elapsed > 0]
-    return max(active, key=lambda s: s.busy_share, default=None)
+    return max(active, key=lambda s: s.busy / s.workers, default=None)
 
 
 def advice(stage: StageStats, stages: Sequence[StageStats]) -> str:
@@ -171,5 +176,6 @@ def report(stages: Sequence[StageStats]) -> str:
         )
     if slowest is not None:
         lines.append("")
-        lines.append(f"bottleneck: '{slowest.stage}' ({slowest.busy_share:.0%} busy); try: {advice(slowest, stages)}")
+        text = f"bottleneck: '{slowest.stage}' ({slowest.busy_share:.0%} busy); try: {advice(slowest, stages)}"
+        lines.extend(textwrap.wrap(text, width=88, subsequent_indent="  "))
     return "\n".join(lines)
