@@ -291,15 +291,12 @@ def _probe_rss(n: int) -> None:
 
     stamps = _stamps("spawn")
     (w.small_source(n=n) | w.small_pass | w.small_sink(stamps=stamps)).run(start_method="spawn")
-    to_mb = 1 / 1024  # ru_maxrss is in KiB on Linux
-    print(
-        json.dumps(
-            {
-                "caller": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * to_mb,
-                "worker": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * to_mb,
-            }
-        )
-    )
+    # VmHWM, not ru_maxrss: ru_maxrss survives exec, so it would include the
+    # benchmark process this probe was started from.
+    with open("/proc/self/status") as status:
+        caller_kb = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    worker_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB on Linux
+    print(json.dumps({"caller": caller_kb / 1024, "worker": worker_kb / 1024}))
 
 
 # -- driver --------------------------------------------------------------------------

@@ -55,6 +55,7 @@ _FREE_HEAD, _FREE_TAIL, _READY_HEAD, _READY_TAIL, _MOVED, _END = 4, 5, 6, 7, 8, 
 _QUEUES = 16  # first index of the free queue
 _PAGE = mmap.PAGESIZE
 _OVERFLOW = 1
+_SKIP = 2  # a slot a producer reserved but did not fill
 _SHM_DIR = "/dev/shm"
 
 
@@ -191,8 +192,10 @@ class ShmEdge:
         self.ready = Semaphore(0, prefix=prefix, inherited=forked)
         many = producers > 1 or consumers > 1
         self.ring = not many
-        self.free_lock = Semaphore(1, maxvalue=1, prefix=prefix, inherited=forked) if many else None
-        self.ready_lock = Semaphore(1, maxvalue=1, prefix=prefix, inherited=forked) if many else None
+        # Producers move FREE_HEAD and READY_TAIL, consumers FREE_TAIL and
+        # READY_HEAD: a side needs a lock only when several workers share it.
+        self.producer_lock = Semaphore(1, maxvalue=1, prefix=prefix, inherited=forked) if producers > 1 else None
+        self.consumer_lock = Semaphore(1, maxvalue=1, prefix=prefix, inherited=forked) if consumers > 1 else None
         self.end_lock = Semaphore(1, maxvalue=1, prefix=prefix, inherited=forked)
         self._map()
         ctrl = self.ctrl
@@ -224,7 +227,8 @@ class ShmEdge:
         return ShmReceiver(self)
 
     def semaphores(self) -> list[Semaphore]:
-        return [s for s in (self.free, self.ready, self.free_lock, self.ready_lock, self.end_lock) if s]
+        locks = (self.producer_lock, self.consumer_lock, self.end_lock)
+        return [s for s in (self.free, self.ready, *locks) if s]
 
     def moved(self) -> int:
         return int(self.ctrl[_MOVED])
@@ -280,9 +284,9 @@ class ShmSender:
         self._ctrl = edge.ctrl
         self._slots = edge.slots
         self._free_acquire = edge.free.acquire
-        self._free_lock = edge.free_lock
+        self._free_lock = edge.producer_lock
         self._ready_release = edge.ready.release
-        self._ready_lock = edge.ready_lock
+        self._ready_lock = edge.producer_lock
         self._ready_base = edge.ready_base
         self._ready_size = edge.ready_size
         self._capacity = edge.capacity
@@ -317,7 +321,10 @@ class ShmSender:
             self._next = self._index  # the slot stays next in line
             self._edge.free.release()
         else:
-            _release(self._edge, self._index)
+            # The free queue's tail is the consumers' side: hand the slot to
+            # a consumer marked as empty, and it frees it as it would any other.
+            _HEAD.pack_into(self._slots[self._index], 0, 0, 0, _SKIP)
+            self._post()
         self._index = -1
 
     def send(self, item: Any) -> None:
@@ -334,8 +341,12 @@ class ShmSender:
             slot[_HEAD.size : size] = main
         else:
             self._send_packed(slot, item, Packed(main, [b.raw() for b in buffers]) if plain else None)
-        ctrl = self._ctrl
         self._sent += 1
+        self._post()
+
+    def _post(self) -> None:
+        """Hand the reserved slot to the consumers."""
+        ctrl = self._ctrl
         if self._ring:
             ctrl[_MOVED] = self._sent
         else:
@@ -385,16 +396,16 @@ class ShmSender:
         if not last:
             return
         for _ in range(edge.consumers):
-            if edge.ready_lock is None:
+            if edge.producer_lock is None:
                 edge._push(edge.ready_base, edge.ready_size, _READY_TAIL, -1)
             else:
-                with edge.ready_lock:
+                with edge.producer_lock:
                     edge._push(edge.ready_base, edge.ready_size, _READY_TAIL, -1)
             edge.ready.release()
 
 
 def _release(edge: ShmEdge, index: int) -> None:
-    lock = edge.free_lock
+    lock = edge.consumer_lock
     if lock is None:
         edge._push(_QUEUES, edge.capacity, _FREE_TAIL, index)
     else:
@@ -417,9 +428,9 @@ class ShmReceiver:
         self._ctrl = edge.ctrl
         self._slots = edge.slots
         self._ready_acquire = edge.ready.acquire
-        self._ready_lock = edge.ready_lock
+        self._ready_lock = edge.consumer_lock
         self._free_release = edge.free.release
-        self._free_lock = edge.free_lock
+        self._free_lock = edge.consumer_lock
         self._ready_base = edge.ready_base
         self._ready_size = edge.ready_size
         self._capacity = edge.capacity
@@ -485,6 +496,8 @@ class ShmReceiver:
         size, count, flags = _HEAD.unpack_from(slot, 0)
         if not (count or flags):
             return _loads(slot[_HEAD.size : _HEAD.size + size])
+        if flags == _SKIP:
+            return self.__next__()  # frees this slot, then waits for a real packet
         if flags == _OVERFLOW:
             with self._overflow.view(index, size, grow=False) as view:
                 return read(view, copy=True)
