@@ -228,6 +228,7 @@ SCRIPT = """
 def test_a_script_without_main_guard_and_its_own_message_class(tmp_path: Path, method: str) -> None:
     done = _run_script(tmp_path, SCRIPT, method)
     assert done.returncode == 0, done.stderr
+    assert "leaked" not in done.stderr  # no resource_tracker warning about semaphores
     assert done.stdout.count("module level ran") == 1
     assert "result -45 [-2, -1, 0]" in done.stdout
 
