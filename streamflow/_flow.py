@@ -116,6 +116,8 @@ class RunOptions(TypedDict, total=False):
     ``shutdown_timeout``: seconds workers get to finish their packet after a
     failure, before they are terminated, then killed (default 5).
     ``progress``: show live per-stage counts on stderr.
+    ``ray_address``: the Ray cluster to connect to (backend "ray"), unless
+    the application already called ``ray.init``.
     """
 
     backend: str
@@ -123,6 +125,7 @@ class RunOptions(TypedDict, total=False):
     inactivity_timeout: float | None
     shutdown_timeout: float
     progress: bool
+    ray_address: str | None
 
 
 class _Composite:

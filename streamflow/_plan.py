@@ -29,6 +29,7 @@ class RunConfig:
     inactivity_timeout: float | None = None
     shutdown_timeout: float = 5.0
     progress: bool = False
+    ray_address: str | None = None
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:

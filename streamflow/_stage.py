@@ -52,6 +52,7 @@ class StageOptions:
     max_message_size: int | None = None
     shared_buffer: bool = False
     name: str | None = None
+    resources: tuple[tuple[str, float], ...] | None = None  # per worker, for cluster backends
 
     def validated(self, stage_name: str) -> StageOptions:
         """This, checked, with ``packets_in_flight`` resolved; raises ``OptionError``."""
@@ -78,7 +79,20 @@ class StageOptions:
             )
         if self.name is not None and (not isinstance(self.name, str) or not self.name):
             raise OptionError(f"name={self.name!r} {where} must be a non-empty str")
-        return dataclasses.replace(self, packets_in_flight=pif)
+        resources = self.resources
+        if isinstance(resources, Mapping):
+            resources = tuple(sorted(resources.items()))
+        for key, amount in resources or ():
+            if not isinstance(key, str) or not _is_amount(amount):
+                raise OptionError(
+                    f"resources={dict(resources or ())!r} {where} must map names (num_cpus, "
+                    "num_gpus, memory, or a custom resource) to amounts >= 0"
+                )
+        return dataclasses.replace(self, packets_in_flight=pif, resources=resources)
+
+
+def _is_amount(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -310,8 +324,12 @@ class Stage(Generic[P, I, O]):
         max_message_size: int | None = None,
         shared_buffer: bool | None = None,
         name: str | None = None,
+        resources: Mapping[str, float] | None = None,
     ) -> Self:
         """A copy with other run options; options not given keep their value.
+
+        ``resources`` (per worker: ``num_cpus``, ``num_gpus``, ``memory`` in
+        bytes, or custom resources) is used by the Ray backend.
 
         Raises ``OptionError`` for invalid values.
         """
@@ -329,6 +347,8 @@ class Stage(Generic[P, I, O]):
             changes["shared_buffer"] = shared_buffer
         if name is not None:
             changes["name"] = name
+        if resources is not None:
+            changes["resources"] = tuple(sorted(resources.items()))
         return self._copy(options=dataclasses.replace(current, **changes))
 
     def _copy(self, *, options: StageOptions | None = None, bound: Mapping[str, Any] | None = None) -> Self:

@@ -10,18 +10,21 @@ send it.  It returns an ``Outcome`` and never raises.
 from __future__ import annotations
 
 import dataclasses
+import pickle
 import threading
 import traceback
 from time import perf_counter
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
-from ._errors import WorkerCrashed
+from ._errors import StageError, UnpicklableMessage, WorkerCrashed
 from ._plan import Node
 from ._stats import BLOCKED, ENDED, ITEMS_IN, ITEMS_OUT, STARTED, WAITING
 from ._transport import Aborted, DownstreamClosed, Receiver, Sender, Stop
 
-__all__ = ["Outcome", "RemoteTraceback", "WorkerInfo", "add_stage_note", "run_worker", "worker_info"]
+T = TypeVar("T")
+
+__all__ = ["Outcome", "RemoteTraceback", "WorkerInfo", "add_stage_note", "portable", "run_worker", "worker_info"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,6 +179,36 @@ def _pump(items: Iterator[Any], sender: Sender, row: Any) -> None:
     finally:
         row[ITEMS_OUT], row[BLOCKED] = sent, blocked
     sender.close()
+
+
+def portable(outcome: Outcome, node: Node, serialize: Callable[[Outcome], T]) -> T:
+    """``outcome`` serialised for the caller, replacing what cannot travel.
+
+    An exception that does not survive pickling becomes a ``StageError``
+    with its type name, message and traceback text; a sink result that
+    cannot be pickled becomes an ``UnpicklableMessage`` error.
+    """
+    error = outcome.error
+    if error is not None and not _round_trips(error):
+        name = type(error).__qualname__
+        outcome.error = StageError(f"{name}: {error}", name, outcome.traceback)
+    try:
+        return serialize(outcome)
+    except Exception as exc:  # noqa: BLE001 - an unpicklable sink result
+        kind = type(outcome.result).__qualname__
+        outcome.result = None
+        outcome.error = UnpicklableMessage(
+            f"sink '{node.name}' returned a {kind} that cannot be pickled back to the caller: {exc}"
+        )
+        return serialize(outcome)
+
+
+def _round_trips(error: BaseException) -> bool:
+    try:
+        pickle.loads(pickle.dumps(error))
+    except Exception:  # noqa: BLE001
+        return False
+    return True
 
 
 def _close(items: Iterator[Any]) -> None:

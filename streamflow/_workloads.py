@@ -21,6 +21,8 @@ __all__ = [
     "cpu_work",
     "large_sink",
     "large_source",
+    "ray_large_sink",
+    "ray_small_sink",
     "small_pass",
     "small_sink",
     "small_source",
@@ -106,6 +108,27 @@ def cpu_sink(items: Iterable[int], stamps: Any) -> int:
         count += 1
     _stamp(stamps, 1)
     return count
+
+
+@sf.stage
+def ray_small_sink(items: Iterable[dict[str, Any]]) -> tuple[float, float]:
+    """Sink for Ray, whose actors cannot write a shared array: returns the stamps."""
+    first = last = 0.0
+    for count, _ in enumerate(items):
+        last = time.perf_counter()
+        if count == 0:
+            first = last
+    return first, last
+
+
+@sf.stage
+def ray_large_sink(arrays: Iterable[Any]) -> tuple[float, float]:
+    first = last = 0.0
+    for count, _ in enumerate(arrays):
+        last = time.perf_counter()
+        if count == 0:
+            first = last
+    return first, last
 
 
 # -- pipeline-lib tasks (its checker wants typing.Iterable and no defaults) -------

@@ -299,6 +299,49 @@ def _probe_rss(n: int) -> None:
     print(json.dumps({"caller": caller_kb / 1024, "worker": worker_kb / 1024}))
 
 
+# -- Ray -------------------------------------------------------------------------
+
+
+def _ray(settings: Settings) -> Iterator[Row]:
+    """Small and large messages and start-up on a local Ray cluster (2 CPUs)."""
+    try:
+        import ray
+    except ImportError:
+        return
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        n = 500 if settings.quick else 2_000
+
+        def small() -> float:
+            flow = w.small_source(n=n).options(packets_in_flight=64) | w.small_pass.options(
+                packets_in_flight=64
+            ) | w.ray_small_sink
+            first, last = flow.run(backend="ray")
+            return float(last - first) / (n - 1) * 1e6
+
+        yield Row("ray", "small w=1 pif=64", "us/msg", _best(settings.repeats, small))
+        big = 4 if settings.quick else 10
+
+        def large() -> float:
+            flow = w.large_source(n=big, megabytes=LARGE_MB).options(packets_in_flight=2) | w.ray_large_sink
+            first, last = flow.run(backend="ray")
+            return float(last - first) / (big - 1) * 1e3
+
+        yield Row("ray", f"large {LARGE_MB} MB arrays", "ms/msg", _best(settings.repeats, large))
+
+        def startup() -> float:
+            began = time.perf_counter()
+            (w.cpu_source(n=1) | w.cpu_work(seconds=0.0) | w.cpu_sink(stamps=[0.0, 0.0])).run(backend="ray")
+            return (time.perf_counter() - began) * 1e3
+
+        yield Row("ray", "startup 3 stages", "ms", _best(settings.repeats, startup))
+    finally:
+        if started:
+            ray.shutdown()
+
+
 # -- driver --------------------------------------------------------------------------
 
 
@@ -324,6 +367,7 @@ WORKLOADS: dict[str, Callable[[Settings], Iterator[Row]]] = {
     "cpu": _cpu,
     "startup": _startup,
     "rss": _rss,
+    "ray": _ray,
 }
 
 

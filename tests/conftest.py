@@ -17,30 +17,70 @@ BACKENDS: dict[str, dict[str, Any]] = {
     "fork": {"backend": "process", "start_method": "fork"},
     "spawn": {"backend": "process", "start_method": "spawn"},
 }
+try:
+    import ray
+except ImportError:  # the ray extra is not installed: its tests are not collected
+    ray = None
+else:
+    BACKENDS["ray"] = {"backend": "ray"}
 PARALLEL = [name for name in BACKENDS if name != "inline"]
 PROCESS = ["fork", "spawn"]
 
-# multiprocessing's own long-lived helpers are not a run's to clean up.
-_HELPERS = ("forkserver", "resource_tracker")
+# multiprocessing's and Ray's own long-lived helpers are not a run's to clean up.
+_HELPERS = ("forkserver", "resource_tracker", "/ray/", "ray::", "raylet", "gcs_server")
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A local Ray cluster for the whole session: 2 CPUs, no dashboard."""
+    assert ray is not None
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        _temp_dir=str(tmp_path_factory.mktemp("ray")),
+    )
+    yield
+    ray.shutdown()
+
+
+def _backend(request: pytest.FixtureRequest, name: str) -> dict[str, Any]:
+    if name == "ray":
+        request.getfixturevalue("ray_cluster")
+        request.node.add_marker(pytest.mark.foreign_fds)  # Ray's client keeps sockets open
+    return dict(BACKENDS[name])
+
+
+def _live_actors() -> int:
+    if ray is None or not ray.is_initialized():
+        return 0
+    return sum(1 for actor in ray._private.state.actors().values() if actor["State"] != "DEAD")
+
+
+def scaled(opts: dict[str, Any], n: int) -> int:
+    """``n`` items, or a tenth of them on Ray, where a packet costs milliseconds."""
+    return n if opts["backend"] != "ray" else max(20, n // 10)
 
 
 def mp_context(opts: dict[str, Any]) -> Any:
     """The multiprocessing context whose primitives can reach these workers."""
     import multiprocessing
 
+    if opts["backend"] == "ray":
+        pytest.skip("multiprocessing objects cannot reach Ray actors")
     return multiprocessing.get_context(opts.get("start_method") or "fork")
 
 
 @pytest.fixture(params=list(BACKENDS))
 def opts(request: pytest.FixtureRequest) -> dict[str, Any]:
     """Run options selecting one backend (and start method)."""
-    return dict(BACKENDS[request.param])
+    return _backend(request, request.param)
 
 
 @pytest.fixture(params=PARALLEL)
 def parallel_opts(request: pytest.FixtureRequest) -> dict[str, Any]:
     """Run options for the backends that really run workers concurrently."""
-    return dict(BACKENDS[request.param])
+    return _backend(request, request.param)
 
 
 @pytest.fixture(params=PROCESS)
@@ -64,17 +104,32 @@ def _multiprocessing_helpers() -> None:
 
 
 def _children() -> set[int]:
+    """Our descendants, less helpers of multiprocessing and Ray and what they started."""
+    helpers: set[int] = set()
     found = set()
-    for child in psutil.Process().children(recursive=True):
+    for child in psutil.Process().children(recursive=True):  # parents come first
         try:
             cmdline = " ".join(child.cmdline())
             if child.status() == psutil.STATUS_ZOMBIE:
                 continue
+            parent = child.ppid()
         except psutil.Error:
             continue
-        if not any(helper in cmdline for helper in _HELPERS):
+        if parent in helpers or any(helper in cmdline for helper in _HELPERS):
+            helpers.add(child.pid)
+        else:
             found.add(child.pid)
     return found
+
+
+def _describe(pids: set[int]) -> list[str]:
+    out = []
+    for pid in pids:
+        try:
+            out.append(f"{pid}: {' '.join(psutil.Process(pid).cmdline())[:120]}")
+        except psutil.Error:
+            out.append(f"{pid}: gone")
+    return out
 
 
 def _segments() -> set[str]:
@@ -102,14 +157,10 @@ def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
         if thread.name.startswith("streamflow-"):
             thread.join(5)  # a run ends its threads; give the last instants to exit
     alive = [t.name for t in threading.enumerate() if t.name.startswith("streamflow-") and t.is_alive()]
-    if alive:
-        import sys, traceback
-        frames = sys._current_frames()
-        for t in threading.enumerate():
-            if t.name.startswith("streamflow-") and t.ident in frames:
-                print("=== ", t.name, "".join(traceback.format_stack(frames[t.ident])))
     assert not alive, f"threads left running: {alive}"
-    assert _children() - children == set(), "worker processes left running"
+    left = _children() - children
+    assert not left, f"worker processes left running: {_describe(left)}"
     assert _segments() - segments == set(), "shared-memory segments left behind"
     if request.node.get_closest_marker("foreign_fds") is None:
         assert _fds() <= fds, f"file descriptors leaked: {fds} before, {_fds()} after"
+    assert _live_actors() == 0, "Ray actors left on the cluster"

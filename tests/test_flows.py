@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import streamflow as sf
-from tests.conftest import mp_context
+from tests.conftest import mp_context, scaled
 from tests.stages import (
     add,
     collect,
@@ -45,18 +45,20 @@ def test_a_flow_runs_twice_from_the_start(opts: dict[str, Any]) -> None:
 
 def test_many_workers_lose_nothing(parallel_opts: dict[str, Any]) -> None:
     flow = (
-        count_to(n=2000)
+        count_to(n=scaled(parallel_opts, 2000))
         | square.options(workers=3)
         | add(k=1).options(workers=2, packets_in_flight=2)
         | collect
     )
-    assert Counter(flow.run(**parallel_opts)) == Counter(x * x + 1 for x in range(2000))
+    n = scaled(parallel_opts, 2000)
+    assert Counter(flow.run(**parallel_opts)) == Counter(x * x + 1 for x in range(n))
 
 
 def test_sink_with_several_workers_returns_their_values_in_order(parallel_opts: dict[str, Any]) -> None:
-    results = (count_to(n=1000) | total.options(workers=3)).run(**parallel_opts)
+    n = scaled(parallel_opts, 1000)
+    results = (count_to(n=n) | total.options(workers=3)).run(**parallel_opts)
     assert isinstance(results, list) and len(results) == 3
-    assert sum(results) == sum(range(1000))
+    assert sum(results) == sum(range(n))
 
 
 def test_iterable_sources(opts: dict[str, Any]) -> None:
@@ -90,7 +92,7 @@ def test_the_same_stage_twice(opts: dict[str, Any]) -> None:
 
 
 def test_worker_info_names_stage_and_worker(parallel_opts: dict[str, Any]) -> None:
-    rows = (count_to(n=300) | whoami.options(workers=2) | collect).run(**parallel_opts)
+    rows = (count_to(n=scaled(parallel_opts, 300)) | whoami.options(workers=2) | collect).run(**parallel_opts)
     assert {(stage, workers) for stage, _, workers, _ in rows} == {("whoami", 2)}
     assert {index for _, index, _, _ in rows} <= {0, 1}
     assert sf.worker_info() is None

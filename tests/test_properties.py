@@ -11,10 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import streamflow as sf
-from tests.conftest import BACKENDS
+from tests.conftest import BACKENDS, _backend
 from tests.stages import collect
 
-EXAMPLES = {"inline": 60, "thread": 40, "fork": 20, "spawn": 6}
+EXAMPLES = {"inline": 60, "thread": 40, "fork": 20, "spawn": 6, "ray": 3}
 
 
 @sf.stage
@@ -60,7 +60,9 @@ def _build(chain: list[tuple[tuple[str, int], tuple[int, int]]], one_worker: boo
 
 @pytest.mark.parametrize("backend", list(BACKENDS))
 @pytest.mark.timeout(300)
-def test_random_flows_match_plain_python(backend: str) -> None:
+def test_random_flows_match_plain_python(backend: str, request: pytest.FixtureRequest) -> None:
+    options = _backend(request, backend)
+
     @settings(max_examples=EXAMPLES[backend], deadline=None, suppress_health_check=list(HealthCheck))
     @given(items=st.lists(st.integers(0, 999), max_size=60), chain=chains, one_worker=st.booleans())
     def check(items: list[int], chain: list[Any], one_worker: bool) -> None:
@@ -68,7 +70,7 @@ def test_random_flows_match_plain_python(backend: str) -> None:
         for stage in _build(chain, one_worker):
             flow = flow | stage
         expected = _plain(items, [op for op, _ in chain])
-        got = (flow | collect).run(**BACKENDS[backend])
+        got = (flow | collect).run(**options)
         if one_worker or backend == "inline":
             assert got == expected  # one worker a stage keeps the order
         else:

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BACKENDS", "load"]
 
-BACKENDS = ("inline", "thread", "process")
+BACKENDS = ("inline", "thread", "process", "ray")
 
 
 def load(name: str) -> "Start":

@@ -21,7 +21,6 @@ is in between.
 from __future__ import annotations
 
 import contextlib
-from collections import ChainMap
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -31,6 +30,7 @@ import sys
 import threading
 import time
 import types
+from collections import ChainMap
 from collections.abc import Iterator
 from multiprocessing.reduction import ForkingPickler
 from queue import Empty, SimpleQueue
@@ -38,14 +38,13 @@ from typing import Any
 
 import cloudpickle
 
-from .._errors import StageError, StreamflowError, UnpicklableMessage, WorkerCrashed
+from .._errors import StreamflowError, WorkerCrashed
 from .._execution import Execution, Supervised
 from .._plan import Node, Plan, RunConfig
-from .._transport._codec import pack, read, write
-from .._transport._sem import Semaphore
 from .._stats import StatsTable
+from .._transport._codec import pack, read, write
 from .._transport._shm import SharedBuffer, ShmEdge, new_run_id, sweep
-from .._worker import Outcome, run_worker
+from .._worker import Outcome, portable, run_worker
 
 __all__ = ["start"]
 
@@ -132,31 +131,13 @@ def _watch_parent(run_id: str) -> None:
 
 
 def _encode_outcome(outcome: Outcome, node: Node) -> bytes:
-    if outcome.error is not None and not _round_trips(outcome.error):
-        error = outcome.error
-        outcome.error = StageError(
-            f"{type(error).__qualname__}: {error}", type(error).__qualname__, outcome.traceback
-        )
-    try:
+    def encode(outcome: Outcome) -> bytes:
         packed = pack(outcome, main_by_value=True)
-    except Exception as exc:  # noqa: BLE001 - an unpicklable sink result
-        outcome.result = None
-        outcome.error = UnpicklableMessage(
-            f"sink '{node.name}' returned a {type(outcome.result).__qualname__} that cannot "
-            f"be pickled back to the caller: {exc}"
-        )
-        packed = pack(outcome, main_by_value=True)
-    data = bytearray(packed.size)
-    write(memoryview(data), packed)
-    return bytes(data)
+        data = bytearray(packed.size)
+        write(memoryview(data), packed)
+        return bytes(data)
 
-
-def _round_trips(error: BaseException) -> bool:
-    try:
-        pickle.loads(pickle.dumps(error))
-    except Exception:  # noqa: BLE001
-        return False
-    return True
+    return portable(outcome, node, encode)
 
 
 @contextlib.contextmanager

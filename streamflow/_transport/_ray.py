@@ -1,0 +1,274 @@
+"""Edges between Ray actors: a bounded channel kept by a small async actor.
+
+::
+
+    producer actors --reserve/send--> EdgeActor (free-slot semaphore, FIFO of refs) --next--> consumers
+
+Packets travel as object references (``ray.put`` by the producer), so large
+arrays go through Ray's object store without extra copies; the edge only
+holds references.  ``packets_in_flight`` is exact across every producer of
+an edge: the edge actor owns the one semaphore they all reserve from, and a
+consumer's ``next`` call returns its previous slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import threading
+from collections import deque
+from typing import Any
+
+import cloudpickle
+import ray
+
+from .._errors import UnpicklableMessage
+from . import Aborted, DownstreamClosed
+
+__all__ = ["EdgeActor", "RayReceiver", "RaySender"]
+
+_OK, _ABORTED, _CLOSED = 0, 1, 2
+_LARGE = 1 << 20  # bytes from which an array goes through the object store
+_INLINE = "inline"
+_BATCH = 256  # packets a producer sends in one call at most
+_FLUSH = 0.005  # seconds a built packet may wait to be sent with others
+
+
+class _Edge:
+    """One edge: ``capacity`` slots shared by all producers and consumers."""
+
+    def __init__(self, capacity: int, producers: int, consumers: int) -> None:
+        self._free = capacity
+        self._items: deque[Any] = deque()
+        self._changed = asyncio.Event()
+        self._producers = producers
+        self._consumers = consumers
+        self._aborted = False
+        self._closed = False
+        self._ended = False
+        self._moved = 0
+        # An async actor may run calls out of order: packets carry a number
+        # per producer and are queued in that order.
+        self._expected: dict[Any, int] = {}
+        self._early: dict[tuple[Any, int], list[Any]] = {}
+        self._totals: dict[Any, int] = {}
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def reserve(self, most: int) -> tuple[int, int]:
+        """Wait for a free slot; take up to ``most`` of the free ones."""
+        while not (self._aborted or self._closed) and self._free == 0:
+            await self._changed.wait()
+        if self._aborted:
+            return _ABORTED, 0
+        if self._closed:
+            return _CLOSED, 0
+        taken = min(most, self._free)
+        self._free -= taken
+        return _OK, taken
+
+    def unreserve(self, count: int) -> None:
+        self._free += count
+        self._notify()
+
+    def send(self, producer: Any, boxes: list[tuple[int, list[Any]]]) -> None:
+        for number, box in boxes:
+            self._early[producer, number] = box
+        expected = self._expected.get(producer, 0)
+        while (producer, expected) in self._early:
+            self._items.append(self._early.pop((producer, expected)))
+            expected += 1
+            self._moved += 1
+        self._expected[producer] = expected
+        self._finish_if_complete(producer)
+        self._notify()
+
+    def producer_done(self, producer: Any, total: int) -> None:
+        self._totals[producer] = total
+        self._finish_if_complete(producer)
+        self._notify()
+
+    def _finish_if_complete(self, producer: Any) -> None:
+        if self._totals.get(producer) == self._expected.get(producer, 0):
+            del self._totals[producer]
+            self._producers -= 1
+            if self._producers == 0:
+                self._ended = True
+
+    async def next(self, release: int, most: int) -> tuple[int, list[Any]]:
+        """Free ``release`` slots, wait for a packet, take up to ``most`` of those waiting."""
+        if release:
+            self._free += release
+            self._notify()
+        while not (self._aborted or self._items or self._ended):
+            await self._changed.wait()
+        if self._aborted:
+            return _ABORTED, []
+        if self._items:
+            count = min(most, len(self._items))
+            return _OK, [self._items.popleft() for _ in range(count)]
+        return _CLOSED, []  # the end of the stream
+
+    def consumer_done(self, release: int, ended: bool) -> None:
+        if release:
+            self._free += release
+        if not ended:
+            self._consumers -= 1
+            if self._consumers == 0:
+                self._closed = True
+        self._notify()
+
+    def abort(self) -> None:
+        self._aborted = True
+        self._notify()
+
+    def moved(self) -> int:
+        return self._moved
+
+
+# Ray's decorator types do not follow an actor class; the actor is used dynamically.
+_remote: Any = ray.remote
+EdgeActor: Any = _remote(num_cpus=0, max_concurrency=1000)(_Edge)
+
+
+class RaySender:
+    """The producing end of a Ray edge.
+
+    It takes free slots from the edge several at a time when several are
+    free (never more than ``packets_in_flight`` in all), and sends packets
+    in batches: when it runs out of slots (before it would wait for one),
+    when a batch is full, or at the latest ``_FLUSH`` seconds after a packet
+    was built.  With ``packets_in_flight=1`` every packet is sent as soon as
+    it is built, so lockstep stays lockstep.
+    """
+
+    def __init__(self, edge: Any, stage: str, share: int, producer: Any) -> None:
+        """``share``: the most slots this producer takes at once, its share of
+        the edge's, so that one producer cannot hoard slots the others need."""
+        self._edge = edge
+        self._stage = stage
+        self._capacity = share
+        self._producer = producer
+        self._sent = 0
+        self._credit = 0  # slots taken from the edge and not used yet
+        self._holding = False
+        self._pending: deque[tuple[int, list[Any]]] = deque()  # appended here, drained by either thread
+        self._closed = threading.Event()
+        self._flusher = threading.Thread(target=self._flush_often, name="streamflow-flush", daemon=True)
+        self._flusher.start()
+
+    def reserve(self) -> None:
+        if self._credit == 0:
+            self._flush()  # about to wait for a slot: what is built must go first
+            state, taken = ray.get(self._edge.reserve.remote(self._capacity))
+            if state == _ABORTED:
+                raise Aborted()
+            if state == _CLOSED:
+                raise DownstreamClosed()
+            self._credit = taken
+        self._credit -= 1
+        self._holding = True
+
+    def unreserve(self) -> None:
+        if self._holding:
+            self._credit += 1
+            self._holding = False
+        if self._credit:
+            ray.get(self._edge.unreserve.remote(self._credit))
+            self._credit = 0
+
+    def send(self, item: Any) -> None:
+        try:
+            # Large buffers go through the object store (no copy through the
+            # edge); anything else travels inside the call.
+            box = [ray.put(item)] if getattr(item, "nbytes", 0) >= _LARGE else [item, _INLINE]
+            if len(box) == 2:
+                cloudpickle.dumps(item)  # fail here, naming the stage, not in a batch later
+        except Exception as exc:
+            raise UnpicklableMessage(
+                f"stage '{self._stage}' yielded a {type(item).__qualname__} that cannot be "
+                f"sent to the next actor: {exc}"
+            ) from exc
+        self._pending.append((self._sent, box))
+        self._sent += 1
+        self._holding = False
+        if self._credit == 0 or len(self._pending) >= _BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        boxes = []
+        while True:
+            try:
+                boxes.append(self._pending.popleft())
+            except IndexError:
+                break
+        if boxes:
+            self._edge.send.remote(self._producer, boxes)
+
+    def _flush_often(self) -> None:
+        while not self._closed.wait(_FLUSH):
+            self._flush()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._flush()
+        self.unreserve()
+        ray.get(self._edge.producer_done.remote(self._producer, self._sent))
+
+
+class RayReceiver:
+    """The consuming end of a Ray edge.
+
+    Fetches the packets already waiting in one call, and gives their slots
+    back as it moves past them (with the next fetch).  Arrays come from the
+    object store read-only; unless ``shared_buffer``, the consumer gets its
+    own writable copy, as on the other backends.
+    """
+
+    def __init__(self, edge: Any, shared_buffer: bool, share: int) -> None:
+        """``share``: the most packets this consumer takes at once, its share
+        of the edge's slots, so that one consumer cannot hoard packets."""
+        capacity = share
+        self._edge = edge
+        self._copy = not shared_buffer
+        self._capacity = capacity
+        self._batch: deque[Any] = deque()
+        self._done = 0  # packets finished with, whose slots the edge does not know are free
+        self._held = False
+        self._ended = False
+        self._finished = False
+
+    def __iter__(self) -> RayReceiver:
+        return self
+
+    def __next__(self) -> Any:
+        if self._held:
+            self._done += 1
+            self._held = False
+        if self._ended:
+            raise StopIteration
+        if not self._batch:
+            state, boxes = ray.get(self._edge.next.remote(self._done, self._capacity))
+            self._done = 0
+            if state == _ABORTED:
+                raise Aborted()
+            if state == _CLOSED:
+                self._ended = True
+                raise StopIteration
+            self._batch.extend(boxes)
+        box = self._batch.popleft()
+        self._held = True
+        item = box[0] if len(box) == 2 else ray.get(box[0])
+        # Ray hands numpy arrays out read-only, from the object store or the
+        # call's own buffer: the other backends give a writable copy.
+        return copy.deepcopy(item) if self._copy else item
+
+    def finish(self) -> None:
+        if not self._finished:
+            self._finished = True
+            release = self._done + self._held + len(self._batch)
+            ray.get(self._edge.consumer_done.remote(release, self._ended))
+            self._held, self._done = False, 0
+            self._batch.clear()

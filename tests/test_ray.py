@@ -1,0 +1,116 @@
+"""What only the Ray backend has to show: lockstep through actors, killed actors,
+resources, nothing left on the cluster (issue 6)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+import streamflow as sf  # noqa: E402
+from tests.stages import count_to, forever, square, total  # noqa: E402
+
+pytestmark = [pytest.mark.foreign_fds, pytest.mark.usefixtures("ray_cluster")]
+
+
+@ray.remote(num_cpus=0)
+class Overlap:
+    """Counts stages active at once; any overlap is recorded."""
+
+    def __init__(self) -> None:
+        self.active = 0
+        self.overlaps = 0
+
+    def enter(self) -> None:
+        self.active += 1
+        self.overlaps += self.active > 1
+
+    def leave(self) -> None:
+        self.active -= 1
+
+    def result(self) -> int:
+        return self.overlaps
+
+
+def _busy(counter: Any) -> None:
+    ray.get(counter.enter.remote())
+    sum(range(2000))
+    ray.get(counter.leave.remote())
+
+
+@sf.stage(packets_in_flight=1)
+def lock_source(n: int, counter: Any) -> Iterator[int]:
+    for i in range(n):
+        _busy(counter)
+        yield i
+
+
+@sf.stage(packets_in_flight=1)
+def lock_middle(xs: Iterable[int], counter: Any) -> Iterator[int]:
+    for x in xs:
+        _busy(counter)
+        yield x
+
+
+@sf.stage
+def lock_sink(xs: Iterable[int], counter: Any) -> int:
+    count = 0
+    for _ in xs:
+        _busy(counter)
+        count += 1
+    return count
+
+
+def test_one_packet_in_flight_is_lockstep_across_actors() -> None:
+    counter = Overlap.remote()
+    try:
+        flow = lock_source(n=30, counter=counter) | lock_middle(counter=counter) | lock_sink(counter=counter)
+        assert flow.run(backend="ray") == 30
+        assert ray.get(counter.result.remote()) == 0
+    finally:
+        ray.kill(counter)
+
+
+def test_a_killed_actor_raises_worker_crashed() -> None:
+    import os
+    import signal
+
+    run = (forever() | square.options(workers=2) | total).start(backend="ray", shutdown_timeout=1)
+    deadline = time.monotonic() + 60
+    actors: list[Any] = []
+    while not actors and time.monotonic() < deadline:  # the run's worker actors, once alive
+        actors = [
+            a for a in ray._private.state.actors().values()
+            if a["State"] == "ALIVE" and a["ActorClassName"].endswith("_Worker") and a.get("Pid")
+        ]
+    assert actors, "no worker actor came up"
+    os.kill(actors[0]["Pid"], signal.SIGKILL)
+    with pytest.raises(sf.WorkerCrashed, match=r"\(a Ray actor\) died before its stream ended"):
+        run.result(timeout=60)
+
+
+def test_resources_per_stage_are_validated_and_applied() -> None:
+    with pytest.raises(sf.OptionError, match="resources="):
+        square.options(resources={"num_cpus": -1})
+    heavy = square.options(resources={"num_cpus": 1})
+    assert (count_to(n=10) | heavy | total).run(backend="ray") == sum(x * x for x in range(10))
+    too_much = square.options(resources={"num_gpus": 1})  # the test cluster has none
+    run = (count_to(n=3) | too_much | total).start(backend="ray")
+    with pytest.raises(TimeoutError):
+        run.result(timeout=3)  # it cannot be scheduled: it waits, as Ray does
+    run.cancel()
+
+
+def test_cancel_and_break_leave_nothing_on_the_cluster() -> None:
+    with (forever() | square).iter(backend="ray") as items:
+        for x in items:
+            if x > 10:
+                break
+    run = (forever() | total).start(backend="ray")
+    run.cancel()
+    alive = [a for a in ray._private.state.actors().values() if a["State"] != "DEAD"]
+    assert alive == []
