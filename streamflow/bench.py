@@ -299,6 +299,50 @@ def _probe_rss(n: int) -> None:
     print(json.dumps({"caller": caller_kb / 1024, "worker": worker_kb / 1024}))
 
 
+# -- the cost of always-on statistics ---------------------------------------------
+
+
+class _NullSender:
+    def reserve(self) -> None:
+        pass
+
+    def unreserve(self) -> None:
+        pass
+
+    def send(self, item: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _stats_cost(settings: Settings) -> Iterator[Row]:
+    """Microseconds a packet costs a stage for its counters (in and out), in one process."""
+    from ._stats import WIDTH
+    from ._worker import _Counted, _pump
+
+    n = 100_000 if settings.quick else 500_000
+    items = list(range(n))
+    row = [0.0] * WIDTH
+
+    def counted() -> float:
+        started = time.perf_counter()
+        _pump(iter(_Counted(iter(items), row)), _NullSender(), row)  # type: ignore[arg-type]
+        return (time.perf_counter() - started) / n * 1e6
+
+    def plain() -> float:
+        sender = _NullSender()
+        started = time.perf_counter()
+        for item in iter(items):
+            sender.reserve()
+            sender.send(item)
+        return (time.perf_counter() - started) / n * 1e6
+
+    with_stats, without = _best(max(3, settings.repeats), counted), _best(max(3, settings.repeats), plain)
+    yield Row("stats", "counters per packet per stage", "us/msg", with_stats - without,
+              note="with counters minus without, in one process")
+
+
 # -- Ray -------------------------------------------------------------------------
 
 
@@ -367,6 +411,7 @@ WORKLOADS: dict[str, Callable[[Settings], Iterator[Row]]] = {
     "cpu": _cpu,
     "startup": _startup,
     "rss": _rss,
+    "stats": _stats_cost,
     "ray": _ray,
 }
 
