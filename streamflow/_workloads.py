@@ -33,6 +33,17 @@ def _stamp(stamps: Any, index: int) -> None:
     stamps[index] = time.perf_counter()
 
 
+def _time_stream(items: Iterable[Any], stamps: Any) -> int:
+    """Consume ``items``, stamping the arrival of the first and the last."""
+    count = 0
+    for _ in items:
+        if count == 0:
+            _stamp(stamps, 0)
+        count += 1
+    _stamp(stamps, 1)
+    return count
+
+
 def busy(seconds: float) -> int:
     """Spin in pure Python (holding the GIL) for about ``seconds``."""
     end = time.perf_counter() + seconds
@@ -58,13 +69,7 @@ def small_pass(items: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
 
 @sf.stage
 def small_sink(items: Iterable[dict[str, Any]], stamps: Any) -> int:
-    count = 0
-    for _ in items:
-        if count == 0:
-            _stamp(stamps, 0)
-        count += 1
-    _stamp(stamps, 1)
-    return count
+    return _time_stream(items, stamps)
 
 
 @sf.stage
@@ -78,13 +83,7 @@ def large_source(n: int, megabytes: int) -> Iterator[Any]:
 
 @sf.stage
 def large_sink(arrays: Iterable[Any], stamps: Any) -> int:
-    count = 0
-    for _ in arrays:
-        if count == 0:
-            _stamp(stamps, 0)
-        count += 1
-    _stamp(stamps, 1)
-    return count
+    return _time_stream(arrays, stamps)
 
 
 @sf.stage
@@ -101,34 +100,22 @@ def cpu_work(items: Iterable[int], seconds: float) -> Iterator[int]:
 
 @sf.stage
 def cpu_sink(items: Iterable[int], stamps: Any) -> int:
-    count = 0
-    for _ in items:
-        if count == 0:
-            _stamp(stamps, 0)
-        count += 1
-    _stamp(stamps, 1)
-    return count
+    return _time_stream(items, stamps)
 
 
 @sf.stage
 def ray_small_sink(items: Iterable[dict[str, Any]]) -> tuple[float, float]:
     """Sink for Ray, whose actors cannot write a shared array: returns the stamps."""
-    first = last = 0.0
-    for count, _ in enumerate(items):
-        last = time.perf_counter()
-        if count == 0:
-            first = last
-    return first, last
+    stamps = [0.0, 0.0]
+    _time_stream(items, stamps)
+    return stamps[0], stamps[1]
 
 
 @sf.stage
 def ray_large_sink(arrays: Iterable[Any]) -> tuple[float, float]:
-    first = last = 0.0
-    for count, _ in enumerate(arrays):
-        last = time.perf_counter()
-        if count == 0:
-            first = last
-    return first, last
+    stamps = [0.0, 0.0]
+    _time_stream(arrays, stamps)
+    return stamps[0], stamps[1]
 
 
 # -- pipeline-lib tasks (its checker wants typing.Iterable and no defaults) -------
@@ -144,12 +131,7 @@ def pl_small_pass(items: typing.Iterable[dict]) -> typing.Iterable[dict]:  # typ
 
 
 def pl_small_sink(items: typing.Iterable[dict], stamps: typing.Any) -> None:  # type: ignore[type-arg]
-    count = 0
-    for _ in items:
-        if count == 0:
-            _stamp(stamps, 0)
-        count += 1
-    _stamp(stamps, 1)
+    _time_stream(items, stamps)
 
 
 def pl_large_source(n: int, megabytes: int) -> typing.Iterable[typing.Any]:
@@ -161,12 +143,7 @@ def pl_large_source(n: int, megabytes: int) -> typing.Iterable[typing.Any]:
 
 
 def pl_large_sink(arrays: typing.Iterable[typing.Any], stamps: typing.Any) -> None:
-    count = 0
-    for _ in arrays:
-        if count == 0:
-            _stamp(stamps, 0)
-        count += 1
-    _stamp(stamps, 1)
+    _time_stream(arrays, stamps)
 
 
 def pl_cpu_source(n: int) -> typing.Iterable[int]:
@@ -180,12 +157,7 @@ def pl_cpu_work(items: typing.Iterable[int], seconds: float) -> typing.Iterable[
 
 
 def pl_cpu_sink(items: typing.Iterable[int], stamps: typing.Any) -> None:
-    count = 0
-    for _ in items:
-        if count == 0:
-            _stamp(stamps, 0)
-        count += 1
-    _stamp(stamps, 1)
+    _time_stream(items, stamps)
 
 
 def pl_tiny_source(n: int) -> typing.Iterable[int]:
