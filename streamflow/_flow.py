@@ -8,7 +8,6 @@ without a source consumes (``Never`` once it has one).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from typing_extensions import Never, TypedDict, Unpack

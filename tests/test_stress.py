@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 
 import streamflow as sf
-from tests.stages import collect
 
 pytestmark = [pytest.mark.stress, pytest.mark.timeout(120)]
 

@@ -33,7 +33,6 @@ import types
 from collections import ChainMap
 from collections.abc import Iterator
 from multiprocessing.reduction import ForkingPickler
-from queue import Empty, SimpleQueue
 from typing import Any
 
 import cloudpickle
@@ -45,6 +44,7 @@ from .._stats import StatsTable
 from .._transport._codec import pack, read, write
 from .._transport._shm import SharedBuffer, ShmEdge, new_run_id, sweep
 from .._worker import Outcome, portable, run_worker
+from ._threads import WorkerThreads
 
 __all__ = ["start"]
 
@@ -175,9 +175,9 @@ class ProcessEngine:
         self._run_id = new_run_id()
         self._edges: list[ShmEdge] = []
         self._procs: list[tuple[Any, Node, int, Any]] = []
-        self._threads: list[threading.Thread] = []
-        self._local: SimpleQueue[Outcome] = SimpleQueue()
-        self._wake_r, self._wake_w = os.pipe()
+        self._waker = _Waker()
+        # Not self.wake: the engine must not keep itself alive through its threads.
+        self._feeders = WorkerThreads(finished=self._waker.poke)
         self._reported: set[tuple[int, int]] = set()
         self._unstarted = 0
         self._released = False
@@ -240,19 +240,13 @@ class ProcessEngine:
             self._unstarted += 1
 
     def _launch_thread(self, node: Node, worker: int, inbox: ShmEdge | None, outbox: ShmEdge | None) -> None:
-        def work() -> None:
-            receiver = inbox.receiver() if inbox is not None else None
-            sender = outbox.sender() if outbox is not None else None
-            row = self.stats.row(node.index, worker)
-            self._local.put(run_worker(node, worker, receiver, sender, row))
-            os.write(self._wake_w, b"x")
+        def ends() -> tuple[Any, Any]:
+            return (None if inbox is None else inbox.receiver(), None if outbox is None else outbox.sender())
 
-        thread = threading.Thread(target=work, name=f"streamflow-{node.name}-{worker}", daemon=True)
-        self._threads.append(thread)
-        thread.start()
+        self._feeders.start(node, worker, ends, self.stats.row(node.index, worker))
 
     def wait(self, timeout: float | None) -> list[Outcome]:
-        waitables: list[Any] = [self._wake_r]
+        waitables: list[Any] = [self._waker.fd]
         by_handle: dict[Any, tuple[Any, Node, int, Any]] = {}
         for entry in self._procs:
             process, node, worker, reader = entry
@@ -262,8 +256,8 @@ class ProcessEngine:
             by_handle[reader] = by_handle[process.sentinel] = entry
         ready = multiprocessing.connection.wait(waitables, timeout)
         outcomes: list[Outcome] = []
-        if self._wake_r in ready:
-            os.read(self._wake_r, 4096)
+        if self._waker.fd in ready:
+            self._waker.drain()
         for handle in ready:
             found = by_handle.get(handle)
             if found is None or (found[1].index, found[2]) in self._reported:
@@ -271,12 +265,7 @@ class ProcessEngine:
             outcome = self._collect(*found)
             if outcome is not None:
                 outcomes.append(outcome)
-        while True:
-            try:
-                outcomes.append(self._local.get_nowait())
-            except Empty:
-                break
-        return outcomes
+        return outcomes + self._feeders.outcomes()
 
     def _collect(self, process: Any, node: Node, worker: int, reader: Any) -> Outcome | None:
         """The outcome a worker sent, or a crash if it died without one."""
@@ -307,8 +296,7 @@ class ProcessEngine:
                     sem.unlink()
 
     def wake(self) -> None:
-        with contextlib.suppress(OSError):
-            os.write(self._wake_w, b"x")
+        self._waker.poke()
 
     def progress(self) -> int:
         return sum(edge.moved() for edge in self._edges)
@@ -331,8 +319,7 @@ class ProcessEngine:
             if process.is_alive():
                 process.kill()
                 process.join()
-        for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+        self._feeders.join(deadline)
 
     def release(self) -> None:
         if self._released:
@@ -348,9 +335,34 @@ class ProcessEngine:
             reader.close()
             with contextlib.suppress(ValueError, AssertionError):
                 process.close()
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+        self._waker.close()
         sweep(self._run_id)
+
+
+class _Waker:
+    """A pipe that makes the supervisor's ``wait`` return; safe to poke after close.
+
+    A feeder thread stuck in user code may end after the run is released:
+    its poke must not write into a descriptor number reused since.
+    """
+
+    def __init__(self) -> None:
+        self.fd, self._write = os.pipe()
+        self._lock = threading.Lock()  # taken per poke: once per worker or cancel, not per packet
+
+    def poke(self) -> None:
+        with self._lock:
+            if self._write >= 0:
+                os.write(self._write, b"x")
+
+    def drain(self) -> None:
+        os.read(self.fd, 4096)
+
+    def close(self) -> None:
+        with self._lock:
+            os.close(self.fd)
+            os.close(self._write)
+            self._write = -1
 
 
 _SIGNAL_CAUSES = {

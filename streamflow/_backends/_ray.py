@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import threading
 import time
-from queue import Empty, SimpleQueue
 from typing import Any
 
 import cloudpickle
@@ -31,6 +30,7 @@ from .._plan import Node, Plan, RunConfig
 from .._stats import WIDTH, StatsTable
 from .._transport._ray import EdgeActor, RayReceiver, RaySender
 from .._worker import Outcome, portable, run_worker
+from ._threads import WorkerThreads
 
 __all__ = ["start"]
 
@@ -76,9 +76,8 @@ class RayEngine:
         self._edges = [EdgeActor.remote(e.capacity, e.producers, e.consumers) for e in plan.edges]
         self._runs: dict[Any, tuple[Any, Node, int]] = {}
         self._actors: list[Any] = []
-        self._threads: list[threading.Thread] = []
-        self._local: SimpleQueue[tuple[Outcome, list[float]]] = SimpleQueue()
         self._woken = threading.Event()
+        self._feeders = WorkerThreads(finished=self._woken.set)
         self._released = False
         last = plan.nodes[-1].stage
         self.output = (
@@ -104,16 +103,11 @@ class RayEngine:
                 self._runs[run] = (actor, node, worker)
 
     def _launch_thread(self, node: Node, worker: int, outbox: Any) -> None:
-        def work() -> None:
-            row = [0.0] * WIDTH
+        def ends() -> tuple[None, RaySender | None]:
             share = max(1, node.stage.packets_in_flight // node.workers)
-            sender = None if outbox is None else RaySender(outbox, node.name, share, worker)
-            self._local.put((run_worker(node, worker, None, sender, row), row))
-            self._woken.set()
+            return None, None if outbox is None else RaySender(outbox, node.name, share, worker)
 
-        thread = threading.Thread(target=work, name=f"streamflow-{node.name}-{worker}", daemon=True)
-        self._threads.append(thread)
-        thread.start()
+        self._feeders.start(node, worker, ends, self.stats.row(node.index, worker))
 
     def wait(self, timeout: float | None) -> list[Outcome]:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -138,14 +132,7 @@ class RayEngine:
                 if row is not None:
                     self._record(node, worker, row)
                 outcomes.append(outcome)
-        while True:
-            try:
-                outcome, row = self._local.get_nowait()
-            except Empty:
-                break
-            self._record(self._plan.nodes[outcome.node], outcome.worker, row)
-            outcomes.append(outcome)
-        return outcomes
+        return outcomes + self._feeders.outcomes()
 
     def _record(self, node: Node, worker: int, row: list[float]) -> None:
         target = self.stats.row(node.index, worker)
@@ -182,9 +169,7 @@ class RayEngine:
             ray.wait(list(self._runs), num_returns=len(self._runs), timeout=grace)
         for actor in self._actors:
             ray.kill(actor, no_restart=True)
-        deadline = time.monotonic() + grace
-        for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+        self._feeders.join(time.monotonic() + grace)
 
     def release(self) -> None:
         if self._released:

@@ -15,16 +15,14 @@ a daemon thread, and the run ends without it.
 
 from __future__ import annotations
 
-import threading
 import time
-from queue import Empty, SimpleQueue
-from typing import Any
 
 from .._execution import Execution, Supervised
-from .._plan import Node, Plan, RunConfig
+from .._plan import Plan, RunConfig
 from .._transport._local import LocalEdge
 from .._stats import StatsTable
-from .._worker import Outcome, run_worker
+from .._worker import Outcome
+from ._threads import WorkerThreads
 
 __all__ = ["start"]
 
@@ -40,8 +38,7 @@ class ThreadEngine:
     def __init__(self, plan: Plan) -> None:
         self._plan = plan
         self._edges = [LocalEdge(e.capacity, e.producers, e.consumers) for e in plan.edges]
-        self._outcomes: SimpleQueue[Outcome] = SimpleQueue()
-        self._threads: list[threading.Thread] = []
+        self._workers = WorkerThreads()
         self.output = self._edges[-1].receiver() if plan.open else None
         names = plan.stat_names()
         self.stats = StatsTable(names, bytearray(StatsTable.size(names)))
@@ -52,34 +49,14 @@ class ThreadEngine:
             for worker in range(node.workers):
                 receiver = edges[node.index - 1].receiver() if node.index > 0 else None
                 sender = edges[node.index].sender() if node.index < len(edges) else None
-                thread = threading.Thread(
-                    target=self._work,
-                    args=(node, worker, receiver, sender),
-                    name=f"streamflow-{node.name}-{worker}",
-                    daemon=True,
-                )
-                self._threads.append(thread)
-                thread.start()
-
-    def _work(self, node: Node, worker: int, receiver: Any, sender: Any) -> None:
-        row = self.stats.row(node.index, worker)
-        self._outcomes.put(run_worker(node, worker, receiver, sender, row))
+                ends = (lambda r=receiver, s=sender: (r, s))
+                self._workers.start(node, worker, ends, self.stats.row(node.index, worker))
 
     def wait(self, timeout: float | None) -> list[Outcome]:
-        try:
-            first = self._outcomes.get(timeout=timeout)
-        except Empty:
-            return []
-        outcomes = [first]
-        while True:
-            try:
-                outcomes.append(self._outcomes.get_nowait())
-            except Empty:
-                break
-        return [o for o in outcomes if o is not _WAKE]
+        return [o for o in self._workers.outcomes(timeout) if o is not _WAKE]
 
     def wake(self) -> None:
-        self._outcomes.put(_WAKE)
+        self._workers.put(_WAKE)
 
     def progress(self) -> int:
         return sum(edge.moved for edge in self._edges)
@@ -89,10 +66,7 @@ class ThreadEngine:
             edge.abort()
 
     def stop(self, grace: float) -> None:
-        deadline = time.monotonic() + grace
-        for thread in self._threads:
-            if thread is not threading.current_thread():
-                thread.join(max(0.0, deadline - time.monotonic()))
+        self._workers.join(time.monotonic() + grace)
 
     def release(self) -> None:
         pass

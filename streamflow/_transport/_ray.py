@@ -149,7 +149,7 @@ class RaySender:
         the edge's, so that one producer cannot hoard slots the others need."""
         self._edge = edge
         self._stage = stage
-        self._capacity = share
+        self._share = share
         self._producer = producer
         self._sent = 0
         self._credit = 0  # slots taken from the edge and not used yet
@@ -162,7 +162,7 @@ class RaySender:
     def reserve(self) -> None:
         if self._credit == 0:
             self._flush()  # about to wait for a slot: what is built must go first
-            state, taken = ray.get(self._edge.reserve.remote(self._capacity))
+            state, taken = ray.get(self._edge.reserve.remote(self._share))
             if state == _ABORTED:
                 raise Aborted()
             if state == _CLOSED:
@@ -230,10 +230,9 @@ class RayReceiver:
     def __init__(self, edge: Any, shared_buffer: bool, share: int) -> None:
         """``share``: the most packets this consumer takes at once, its share
         of the edge's slots, so that one consumer cannot hoard packets."""
-        capacity = share
         self._edge = edge
         self._copy = not shared_buffer
-        self._capacity = capacity
+        self._share = share
         self._batch: deque[Any] = deque()
         self._done = 0  # packets finished with, whose slots the edge does not know are free
         self._held = False
@@ -250,7 +249,7 @@ class RayReceiver:
         if self._ended:
             raise StopIteration
         if not self._batch:
-            state, boxes = ray.get(self._edge.next.remote(self._done, self._capacity))
+            state, boxes = ray.get(self._edge.next.remote(self._done, self._share))
             self._done = 0
             if state == _ABORTED:
                 raise Aborted()

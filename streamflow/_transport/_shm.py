@@ -259,12 +259,6 @@ class ShmEdge:
         ctrl[base + position % size] = value
         ctrl[tail] = position + 1
 
-    def _pop(self, base: int, size: int, head: int) -> int:
-        ctrl = self.ctrl
-        position = ctrl[head]
-        ctrl[head] = position + 1
-        return int(ctrl[base + position % size])
-
 
 def _round_up(value: int, unit: int) -> int:
     return (value + unit - 1) // unit * unit
