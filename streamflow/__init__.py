@@ -15,11 +15,12 @@ from ._errors import (
     UnpicklableMessage,
     WorkerCrashed,
 )
-from ._flow import ClosedFlow, Flow, RunOptions
+from ._flow import ClosedFlow, Flow
+from ._options import RunOptions, StageOptions
 from ._run import Run
+from ._runtime import RemoteTraceback, WorkerInfo, worker_info
+from ._stage import Processor, Sink, Source, Stage, source, stage
 from ._stats import StageStats, WorkerStats
-from ._stage import Processor, Sink, Source, Stage, StageOptions, source, stage
-from ._worker import WorkerInfo, worker_info
 
 __all__ = [
     "ClosedFlow",
@@ -29,6 +30,7 @@ __all__ = [
     "MessageTooLarge",
     "OptionError",
     "Processor",
+    "RemoteTraceback",
     "Run",
     "RunOptions",
     "Sink",

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from html import escape
-from typing import Any
 
+from ._plan import Link, Node, Plan
 from ._stats import StageStats, bottleneck
 
 __all__ = ["to_dot", "to_svg"]
@@ -19,11 +19,11 @@ _BOX_W, _BOX_H, _GAP, _PAD = 170, 84, 74, 16
 _COLORS = {"source": "#e8f1fb", "processor": "#eef7ee", "sink": "#fbf1e6"}
 
 
-def _edge_label(stage: Any) -> str:
-    label = f"pif={stage.packets_in_flight}"
-    if stage.max_message_size is not None:
-        label += f", {_size(stage.max_message_size)}"
-        if stage.shared_buffer:
+def _edge_label(link: Link) -> str:
+    label = f"pif={link.capacity}"
+    if link.max_message_size is not None:
+        label += f", {_size(link.max_message_size)}"
+        if link.shared_buffer:
             label += ", shared"
     return label
 
@@ -36,33 +36,35 @@ def _size(n: int) -> str:
     return str(n)
 
 
-def _measured(stages: Sequence[Any], stats: Sequence[StageStats]) -> list[StageStats | None]:
-    """Each stage's stats, by position (a run on an input has one node more, first)."""
-    if not stats:
-        return [None] * len(stages)
-    return list(stats[len(stats) - len(stages) :])
+def _measured(nodes: Sequence[Node], stats: Sequence[StageStats]) -> list[StageStats | None]:
+    """Each node's stats, by name."""
+    by_name = {s.stage: s for s in stats}
+    return [by_name.get(node.name) for node in nodes]
 
 
-def to_dot(stages: Sequence[Any], stats: Sequence[StageStats] = ()) -> str:
+def to_dot(plan: Plan, stats: Sequence[StageStats] = ()) -> str:
     """The flow as a Graphviz digraph (``dot -Tsvg`` renders it)."""
+    stages = plan.nodes
     measures = _measured(stages, stats)
     slowest = bottleneck(stats) if stats else None
     lines = ["digraph flow {", "  rankdir=LR;", '  node [shape=box, style="rounded,filled", fontname="Helvetica"];']
     for index, stage in enumerate(stages):
-        label = f"{stage.name}\\n{stage.kind}, workers={stage.workers}"
+        label = f"{stage.stage}\\n{stage.kind}, workers={stage.workers}"
         measured = measures[index]
         if measured is not None:
             label += f"\\n{measured.rate:,.0f}/s, {measured.busy_share:.0%} busy"
         color = "#f8d0c8" if slowest is not None and measured is slowest else _COLORS[stage.kind]
         lines.append(f'  s{index} [label="{label}", fillcolor="{color}"];')
     for index, stage in enumerate(stages[:-1]):
-        lines.append(f'  s{index} -> s{index + 1} [label="{_edge_label(stage)}"];')
+        link = plan.links[stage.outputs[0]]
+        lines.append(f'  s{index} -> s{index + 1} [label="{_edge_label(link)}"];')
     lines.append("}")
     return "\n".join(lines)
 
 
-def to_svg(stages: Sequence[Any], stats: Sequence[StageStats] = ()) -> str:
+def to_svg(plan: Plan, stats: Sequence[StageStats] = ()) -> str:
     """The flow as a self-contained SVG image."""
+    stages = plan.nodes
     measures = _measured(stages, stats)
     slowest = bottleneck(stats) if stats else None
     width = _PAD * 2 + len(stages) * _BOX_W + (len(stages) - 1) * _GAP
@@ -86,7 +88,7 @@ def to_svg(stages: Sequence[Any], stats: Sequence[StageStats] = ()) -> str:
         center = x + _BOX_W / 2
         parts.append(
             f'<text x="{center}" y="{_PAD + 22}" text-anchor="middle" font-weight="bold" '
-            f'font-size="14">{escape(stage.name)}</text>'
+            f'font-size="14">{escape(stage.stage)}</text>'
         )
         parts.append(
             f'<text x="{center}" y="{_PAD + 40}" text-anchor="middle" fill="#444">'
@@ -109,7 +111,7 @@ def to_svg(stages: Sequence[Any], stats: Sequence[StageStats] = ()) -> str:
             )
             parts.append(
                 f'<text x="{(start + end) / 2}" y="{y - 8}" text-anchor="middle" fill="#555" '
-                f'font-size="10">{escape(_edge_label(stage))}</text>'
+                f'font-size="10">{escape(_edge_label(plan.links[stage.outputs[0]]))}</text>'
             )
     if slowest is not None:
         parts.append(

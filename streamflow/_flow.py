@@ -10,18 +10,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
-from typing_extensions import Never, TypedDict, Unpack
+from typing_extensions import Never, Unpack
 
-from . import _backends
+from . import _runtime
 from ._draw import to_dot, to_svg
 from ._errors import FlowTypeError
-from ._execution import Execution
-from ._plan import RunConfig, StartMethod, build_plan
+from ._options import RunConfig, RunOptions
+from ._plan import build_plan
 from ._run import Run
 from ._stage import Processor, Sink, Source, Stage, source
 from ._typecheck import TypeConflict, is_subtype, show, substitute
 
-__all__ = ["ClosedFlow", "Flow", "RunOptions", "compose"]
+__all__ = ["ClosedFlow", "Flow", "compose"]
 
 I = TypeVar("I", contravariant=True)  # noqa: E741
 O = TypeVar("O", covariant=True)
@@ -48,16 +48,16 @@ def _link(up: Stage[Any, Any, Any], up_type: Any, down: Stage[Any, Any, Any]) ->
     if up.kind == "sink":
         raise FlowTypeError(f"{head}: '{up.name}' is a sink ({up.where}); nothing can follow it")
     if down.kind == "source":
-        first = down._sig.constants[:1]
+        first = down.signature.constants[:1]
         hint = ""
-        if first and first[0].name not in down._sig.hints:
+        if first and first[0].name not in down.signature.hints:
             # Most likely a processor whose stream parameter lacks its annotation.
             name = first[0].name
             hint = f"; if '{name}' is its input stream, annotate it, e.g. '{name}: Iterable[X]'"
         raise FlowTypeError(
             f"{head}: '{down.name}' is a source ({down.where}); it takes no input stream{hint}"
         )
-    if not up._sig.output_annotated:
+    if not up.signature.output_annotated:
         raise FlowTypeError(
             f"{head}: '{up.name}' has no return annotation ({up.where}); "
             f"annotate it, e.g. '-> Iterator[X]'"
@@ -81,13 +81,13 @@ def _link(up: Stage[Any, Any, Any], up_type: Any, down: Stage[Any, Any, Any]) ->
 def _check(stages: tuple[Stage[Any, Any, Any], ...]) -> tuple[Any, ...]:
     """Check every link; the output type of each stage after TypeVar binding."""
     first = stages[0]
-    if first.kind != "source" and not first._sig.input_annotated:
+    if first.kind != "source" and not first.signature.input_annotated:
         raise FlowTypeError(f"stage '{first.name}' has no stream annotation ({first.where})")
     types = [first.output_type]
     for up, down in zip(stages, stages[1:]):
         types.append(_link(up, types[-1], down))
     last = stages[-1]
-    if last.kind != "sink" and not last._sig.output_annotated:
+    if last.kind != "sink" and not last.signature.output_annotated:
         raise FlowTypeError(
             f"stage '{last.name}' has no return annotation ({last.where}); "
             f"annotate it, e.g. '-> Iterator[X]'"
@@ -103,28 +103,6 @@ def compose(left: Any, right: Any) -> Any:
     types = _check(stages)
     cls = ClosedFlow if stages[-1].kind == "sink" else Flow
     return cls(stages, types)
-
-
-class RunOptions(TypedDict, total=False):
-    """How to run a flow (all optional); see ``Flow.run``.
-
-    ``backend``: "process" (default), "thread" or "inline".
-    ``start_method``: "spawn" (default), "fork" or "forkserver", for processes.
-    ``inactivity_timeout``: seconds without any packet moving before
-    ``InactivityError`` (default: none).
-    ``shutdown_timeout``: seconds workers get to finish their packet after a
-    failure, before they are terminated, then killed (default 5).
-    ``progress``: show live per-stage counts on stderr.
-    ``ray_address``: the Ray cluster to connect to (backend "ray"), unless
-    the application already called ``ray.init``.
-    """
-
-    backend: str
-    start_method: StartMethod | None
-    inactivity_timeout: float | None
-    shutdown_timeout: float
-    progress: bool
-    ray_address: str | None
 
 
 class _Composite:
@@ -153,11 +131,11 @@ class _Composite:
 
     def to_dot(self) -> str:
         """The flow as Graphviz text: stages, workers, edge buffer sizes."""
-        return to_dot(self._stages)
+        return to_dot(build_plan(self._stages))
 
     def _repr_svg_(self) -> str:
         """Notebook display: the flow drawn as SVG."""
-        return to_svg(self._stages)
+        return to_svg(build_plan(self._stages))
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
@@ -177,7 +155,7 @@ class _Composite:
     def __ror__(self, other: Any) -> Any:
         return compose(other, self)
 
-    def _start(self, input: Iterable[Any] | None, options: RunOptions) -> Execution:
+    def _start(self, input: Iterable[Any] | None, options: RunOptions) -> Run[Any, Any]:
         if input is not None and self.has_source:
             raise FlowTypeError(
                 f"this flow starts with source '{self._stages[0].name}'; it takes no input"
@@ -187,11 +165,14 @@ class _Composite:
                 f"this flow starts with '{self._stages[0].name}', which needs an input: "
                 "pass one to run()/iter(), or compose a source in front"
             )
+        stages = self._stages
         if input is not None:
             compose(input, self._stages[0])  # the input's items must fit too
-        config = RunConfig(**options)  # validates: OptionError
-        plan = build_plan(self._stages, input)
-        return _backends.load(config.backend)(plan, config)
+            stages = (source(input, name="input"), *stages)
+        config = RunConfig.of(options)
+        plan = build_plan(stages)
+        with _runtime.deferred_interrupts():  # a Ctrl-C now stops the start-up cleanly
+            return Run(_runtime.start(plan, config), plan, config.progress)
 
 
 def compose_all(stages: tuple[Stage[Any, Any, Any], ...]) -> Any:
@@ -207,7 +188,7 @@ class Flow(_Composite, Generic[I, O]):
 
     def start(self, input: Iterable[I] | None = None, **options: Unpack[RunOptions]) -> Run[O, list[O]]:
         """Start the flow; iterate the returned ``Run`` for its items."""
-        return Run(self._start(input, options), self._stages, None, options.get("progress", False))
+        return self._start(input, options)
 
     def iter(self, input: Iterable[I] | None = None, **options: Unpack[RunOptions]) -> Run[O, list[O]]:
         """Start the flow and return its items as an iterator (and context manager)."""
@@ -252,8 +233,7 @@ class ClosedFlow(_Composite, Generic[I, O]):
 
     def start(self, input: Iterable[I] | None = None, **options: Unpack[RunOptions]) -> Run[Never, O]:
         """Start the flow in the background; ``result()`` of the ``Run`` waits for its value."""
-        execution = self._start(input, options)
-        return Run(execution, self._stages, self._stages[-1].workers, options.get("progress", False))
+        return self._start(input, options)
 
     def run(self, input: Iterable[I] | None = None, **options: Unpack[RunOptions]) -> O:
         """Run the flow to its end; the sink's return value.

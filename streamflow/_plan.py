@@ -1,81 +1,57 @@
-"""A flow turned into plain data: nodes, edges, capacities, run settings.
+"""A flow turned into plain data: a graph of nodes joined by links.
 
-A plan is what every backend runs.  Node ``i`` reads edge ``i - 1`` and
-writes edge ``i``; the last edge of an open flow is read by the caller.
+A node is one stage as the runtime needs it: its function, kind, bound
+constants and every run option, resolved.  A link is one bounded stream,
+named by its endpoints: the producer node and the consumer node (or the
+caller, for the last link of an open flow), with its capacity and message
+size.  Nodes list the links they read and write, so a node may later have
+several of each; today's flows are chains.  Everything below this module
+(runtime, backends, transports, statistics, pictures) reads only this.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-from collections.abc import Iterable, Iterator
-from typing import Any, Literal
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
-from ._backends import BACKENDS
-from ._errors import OptionError
-from ._stage import Stage, _iterate, source
+from ._options import StageOptions
+from ._signature import Kind
 
-__all__ = ["Edge", "Node", "Plan", "RunConfig", "build_plan"]
-
-StartMethod = Literal["fork", "spawn", "forkserver"]
-
-
-@dataclasses.dataclass(frozen=True)
-class RunConfig:
-    """Options of one run, validated on construction (``OptionError``)."""
-
-    backend: str = "process"
-    start_method: StartMethod | None = None
-    inactivity_timeout: float | None = None
-    shutdown_timeout: float = 5.0
-    progress: bool = False
-    ray_address: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise OptionError(
-                f"backend={self.backend!r} is not known; use one of {', '.join(BACKENDS)}"
-            )
-        if self.start_method not in (None, "fork", "spawn", "forkserver"):
-            raise OptionError(
-                f"start_method={self.start_method!r} must be 'fork', 'spawn' or 'forkserver'"
-            )
-        timeout = self.inactivity_timeout
-        if timeout is not None and not (_is_number(timeout) and 0 < timeout < math.inf):
-            raise OptionError(f"inactivity_timeout={timeout!r} must be None or seconds > 0")
-        grace = self.shutdown_timeout
-        if not (_is_number(grace) and 0 <= grace < math.inf):
-            raise OptionError(f"shutdown_timeout={grace!r} must be seconds >= 0")
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+__all__ = ["Link", "Node", "Plan", "build_plan"]
 
 
 @dataclasses.dataclass(frozen=True)
 class Node:
-    """One stage of the plan, run by ``workers`` workers."""
+    """One stage of the plan, run by ``options.workers`` workers."""
 
     index: int
-    stage: Stage[Any, Any, Any]
-    name: str
-    workers: int
-    in_caller: bool  # an iterable that cannot travel is read in the caller
+    name: str  # unique within the plan: the stage's, numbered if it appears again
+    stage: str  # the stage's own name
+    kind: Kind
+    function: Callable[..., Any]
+    constants: Mapping[str, Any]
+    options: StageOptions  # resolved: every default filled in
+    in_caller: bool  # a one-shot iterable, read by a thread of the caller
+    inputs: tuple[int, ...]  # indexes of the links it reads
+    outputs: tuple[int, ...]  # indexes of the links it writes
 
     @property
-    def kind(self) -> str:
-        return self.stage.kind
+    def workers(self) -> int:
+        return self.options.workers
 
 
 @dataclasses.dataclass(frozen=True)
-class Edge:
-    """The bounded stream from node ``index`` to node ``index + 1`` (or the caller)."""
+class Link:
+    """The bounded stream from ``producer`` to ``consumer`` (None: the caller reads it)."""
 
     index: int
-    producer: str
-    capacity: int
-    producers: int
-    consumers: int
+    name: str  # the producer's name, for messages
+    producer: int
+    consumer: int | None
+    producers: int  # workers writing it
+    consumers: int  # workers reading it
+    capacity: int  # packets_in_flight of the producer
     max_message_size: int | None
     shared_buffer: bool
 
@@ -83,50 +59,70 @@ class Edge:
 @dataclasses.dataclass(frozen=True)
 class Plan:
     nodes: tuple[Node, ...]
-    edges: tuple[Edge, ...]
-    open: bool  # the caller reads the last edge
+    links: tuple[Link, ...]
+
+    @property
+    def output(self) -> Link | None:
+        """The link the caller reads (an open flow), if any."""
+        return next((link for link in self.links if link.consumer is None), None)
 
     @property
     def sink(self) -> Node | None:
-        return None if self.open else self.nodes[-1]
+        """The node whose return value is the run's result (a closed flow)."""
+        return next((node for node in self.nodes if node.kind == "sink"), None)
 
     def stat_names(self) -> list[tuple[str, int]]:
         """(name, workers) per node: the shape of the run's stats table."""
         return [(node.name, node.workers) for node in self.nodes]
 
 
-def _travels(stage: Stage[Any, Any, Any]) -> bool:
-    """Whether an iterable source can be re-read in a worker (not a one-shot iterator)."""
-    if stage.fn is not _iterate:
-        return True
-    items = stage.constants["items"]
-    return not isinstance(items, Iterator)
+class Planned(Protocol):
+    """What building a plan reads of a stage."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def kind(self) -> Kind: ...
+    @property
+    def fn(self) -> Callable[..., Any]: ...
+    @property
+    def constants(self) -> Mapping[str, Any]: ...
+    @property
+    def run_options(self) -> StageOptions: ...
+    @property
+    def one_shot(self) -> bool: ...
 
 
-def build_plan(stages: tuple[Stage[Any, Any, Any], ...], input: Iterable[Any] | None) -> Plan:
-    """The plan that runs ``stages``, fed by ``input`` if the flow has no source."""
-    if input is not None:
-        stages = (source(input, name="input"), *stages)
-    names: dict[str, int] = {}
-    nodes = []
+def build_plan(stages: Sequence[Planned]) -> Plan:
+    """The plan that runs ``stages``, a chain from first to last."""
+    seen: dict[str, int] = {}
+    nodes, links = [], []
+    last = len(stages) - 1
     for index, stage in enumerate(stages):
-        names[stage.name] = names.get(stage.name, 0) + 1
-        label = stage.name if names[stage.name] == 1 else f"{stage.name}#{names[stage.name]}"
-        nodes.append(Node(index, stage, label, stage.workers, in_caller=not _travels(stage)))
-    is_open = stages[-1].kind != "sink"
-    edges = []
-    for index, node in enumerate(nodes if is_open else nodes[:-1]):
-        consumers = nodes[index + 1].workers if index + 1 < len(nodes) else 1
-        stage = node.stage
-        edges.append(
-            Edge(
-                index=index,
-                producer=node.name,
-                capacity=stage.packets_in_flight,
-                producers=node.workers,
-                consumers=consumers,
-                max_message_size=stage.max_message_size,
-                shared_buffer=stage.shared_buffer,
+        seen[stage.name] = seen.get(stage.name, 0) + 1
+        name = stage.name if seen[stage.name] == 1 else f"{stage.name}#{seen[stage.name]}"
+        inputs = (index - 1,) if index > 0 else ()
+        outputs = (index,) if stage.kind != "sink" else ()
+        options = stage.run_options
+        nodes.append(
+            Node(
+                index, name, stage.name, stage.kind, stage.fn, dict(stage.constants), options,
+                stage.one_shot, inputs, outputs,
             )
         )
-    return Plan(tuple(nodes), tuple(edges), is_open)
+        if outputs:
+            assert options.packets_in_flight is not None
+            links.append(
+                Link(
+                    index=index,
+                    name=name,
+                    producer=index,
+                    consumer=index + 1 if index < last else None,
+                    producers=options.workers,
+                    consumers=stages[index + 1].run_options.workers if index < last else 1,
+                    capacity=options.packets_in_flight,
+                    max_message_size=options.max_message_size,
+                    shared_buffer=options.shared_buffer,
+                )
+            )
+    return Plan(tuple(nodes), tuple(links))

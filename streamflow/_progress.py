@@ -5,10 +5,10 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Any, TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
 
-if TYPE_CHECKING:
-    from ._run import Run
+from ._stats import StageStats
 
 __all__ = ["Progress"]
 
@@ -18,9 +18,17 @@ _REFRESH = 0.5  # seconds between redraws
 class Progress:
     """Redraw a run's per-stage counts and rates until it ends."""
 
-    def __init__(self, run: Run[Any, Any], stream: TextIO | None = None, *, bars: bool = True) -> None:
-        """``bars``: use tqdm when it is installed."""
-        self._run = run
+    def __init__(
+        self,
+        stats: Callable[[], list[StageStats]],
+        done: Callable[[], bool],
+        stream: TextIO | None = None,
+        *,
+        bars: bool = True,
+    ) -> None:
+        """Draw ``stats()`` until ``done()``; ``bars``: use tqdm when it is installed."""
+        self._stats = stats
+        self._done = done
         self._stream = stream or sys.stderr
         self._use_tqdm = bars
         self._stopped = threading.Event()
@@ -39,14 +47,14 @@ class Progress:
     def _loop(self) -> None:
         started = time.perf_counter()
         try:
-            while not self._stopped.wait(_REFRESH) and not self._run.done():
+            while not self._stopped.wait(_REFRESH) and not self._done():
                 self._draw(time.perf_counter() - started)
             self._draw(time.perf_counter() - started)
         finally:
             self._close()
 
     def _draw(self, elapsed: float) -> None:
-        stages = self._run.stats()
+        stages = self._stats()
         if not stages:
             return
         if self._bars is None:

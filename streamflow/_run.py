@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from typing_extensions import Self
 
 from ._draw import to_dot, to_svg
-from ._execution import Execution
+from ._plan import Plan
+from ._runtime import Execution
 from ._stats import StageStats, WorkerStats, report
 
 __all__ = ["Run"]
@@ -28,17 +28,16 @@ class Run(Generic[O, R]):
     ``cancel()``, stops the flow.
     """
 
-    def __init__(
-        self, execution: Execution, stages: Sequence[Any], sink_workers: int | None, progress: bool
-    ) -> None:
+    def __init__(self, execution: Execution, plan: Plan, progress: bool) -> None:
         self._execution = execution
-        self._stages = stages
-        self._sink_workers = sink_workers  # None: an open flow
+        self._plan = plan
+        sink = plan.sink
+        self._sink_workers = None if sink is None else sink.workers  # None: an open flow
         self._progress = None
         if progress:
             from ._progress import Progress
 
-            self._progress = Progress(self)
+            self._progress = Progress(self.stats, self.done)
 
     # -- the future -------------------------------------------------------------
 
@@ -96,11 +95,11 @@ class Run(Generic[O, R]):
 
     def to_dot(self) -> str:
         """The flow as Graphviz text, with each stage's rate so far."""
-        return to_dot(self._stages, self.stats())
+        return to_dot(self._plan, self.stats())
 
     def _repr_svg_(self) -> str:
         """Notebook display: the flow with rates, the bottleneck highlighted."""
-        return to_svg(self._stages, self.stats())
+        return to_svg(self._plan, self.stats())
 
     def _stop_progress(self) -> None:
         if self._progress is not None:

@@ -82,9 +82,19 @@ class StatsTable:
         """Bytes needed for ``names``."""
         return 8 * WIDTH * sum(workers for _, workers in names)
 
+    def index(self, node: int, worker: int) -> int:
+        """The row of ``worker`` of ``node``."""
+        return self._offsets[node] + worker
+
     def row(self, node: int, worker: int) -> Any:
-        start = (self._offsets[node] + worker) * WIDTH
+        start = self.index(node, worker) * WIDTH
         return self._view[start : start + WIDTH]
+
+    @staticmethod
+    def view(memory: Any, index: int) -> Any:
+        """Row ``index`` of a table over ``memory``, as a worker writes it."""
+        start = index * WIDTH
+        return memoryview(memory).cast("B").cast("d")[start : start + WIDTH]
 
     def workers(self) -> list[WorkerStats]:
         now = time.perf_counter()

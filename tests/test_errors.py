@@ -77,9 +77,31 @@ def test_process_errors_carry_the_remote_traceback(process_opts: dict[str, Any])
     with pytest.raises(ValueError) as caught:
         (count_to(n=10) | fail_at(at=2) | total).run(**process_opts)
     cause = caught.value.__cause__
-    assert cause is not None
-    assert "Traceback (most recent call last)" in str(cause)
-    assert "in fail_at" in str(cause) and "ValueError: bad item 2" in str(cause)
+    assert isinstance(cause, sf.RemoteTraceback)
+    assert "ValueError: bad item 2" in cause.text  # as the worker formatted it
+    shown = _text(caught.value)  # as the caller shows it: the worker's frames, with source
+    assert shown.index("in fail_at") < shown.index("The above exception was the direct cause")
+    assert 'raise {"ValueError": ValueError' in shown
+    assert "_worker.py" not in shown.split("The above exception")[0]  # the runtime's frames left out
+
+
+@sf.stage
+def swallow_errors(xs: Iterable[int]) -> int:
+    seen = 0
+    try:
+        for _ in xs:
+            seen += 1
+    except Exception:  # noqa: BLE001 - what the test is about
+        return -1
+    return seen
+
+
+def test_an_upstream_error_cannot_be_swallowed_downstream(opts: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="bad item 3") as caught:
+        (count_to(n=10) | fail_at(at=3) | swallow_errors).run(**opts)
+    assert "raised in stage 'fail_at' (worker 1 of 1)" in caught.value.__notes__
+    with pytest.raises(ValueError, match="bad item 3"):
+        list((count_to(n=10) | fail_at(at=3) | square).iter(**opts))
 
 
 class Unpicklable(Exception):

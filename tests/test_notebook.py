@@ -28,6 +28,7 @@ def test_the_notebook_runs_on_every_backend_and_start_method(tmp_path: Path) -> 
     assert "image/svg+xml" in outputs[1][0]["data"]  # the flow draws itself
     assert "all backends ok" in outputs[2][0]["text"]
     assert "items/s" in outputs[3][0]["data"]["image/svg+xml"]  # a run shows its rates
+    assert "notebook errors, logs and warnings ok" in outputs[5][0]["text"]
 
 
 def _execute(client: Any, code: str, timeout: float = 60) -> tuple[str, list[str]]:

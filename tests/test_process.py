@@ -233,60 +233,6 @@ def test_a_script_without_main_guard_and_its_own_message_class(tmp_path: Path, m
     assert "result -45 [-2, -1, 0]" in done.stdout
 
 
-SIGNAL_SCRIPT = """
-    import os, sys, signal
-    from tests.stages import forever, square, total
-    import streamflow as sf
-    from collections.abc import Iterable, Iterator
-
-    @sf.stage
-    def announce(xs: Iterable[int]) -> Iterator[int]:
-        for x in xs:
-            if x == 100:
-                print("workers", flush=True)
-            yield x
-
-    if sys.argv[2] == "handler":
-        signal.signal(signal.SIGTERM, lambda *a: (print("app handler ran", flush=True), sys.exit(7)))
-    try:
-        (forever() | announce | square.options(workers=2) | total).run(start_method=sys.argv[1])
-    except KeyboardInterrupt:
-        print("KeyboardInterrupt", flush=True)
-        sys.exit(5)
-"""
-
-
-@pytest.mark.parametrize("method", ["fork", "spawn"])
-@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM", "SIGTERM-handler"])
-def test_signals_to_the_caller_stop_every_worker(tmp_path: Path, method: str, sig: str) -> None:
-    script = tmp_path / "script.py"
-    script.write_text(textwrap.dedent(SIGNAL_SCRIPT))
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    mode = "handler" if sig.endswith("handler") else "default"
-    proc = subprocess.Popen(
-        [sys.executable, str(script), method, mode], stdout=subprocess.PIPE, text=True, env=env, cwd=tmp_path
-    )
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "workers"  # the flow is running
-        workers = psutil.Process(proc.pid).children(recursive=True)
-        assert workers
-        proc.send_signal(signal.SIGINT if sig == "SIGINT" else signal.SIGTERM)
-        out, _ = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-    if sig == "SIGINT":
-        assert proc.returncode == 5 and "KeyboardInterrupt" in out
-    elif sig == "SIGTERM":
-        assert proc.returncode == -signal.SIGTERM
-    else:
-        assert proc.returncode == 7 and "app handler ran" in out
-    gone, alive = psutil.wait_procs(workers, timeout=10)
-    assert not alive, f"workers survived: {alive}"
-    leftovers = [n for n in os.listdir("/dev/shm") if n.startswith((f"sf-{proc.pid}-", f"sem.sf-{proc.pid}-"))]
-    assert not leftovers
-
-
 KILL_SCRIPT = """
     import sys
     from collections.abc import Iterable, Iterator

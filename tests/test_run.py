@@ -109,7 +109,7 @@ def test_the_inline_backend_reports_no_stats() -> None:
 def test_progress_draws_a_line_per_refresh_and_ends_it() -> None:
     run = (count_to(n=2000) | square | total).start(backend="thread")
     stream = io.StringIO()
-    progress = Progress(run, stream, bars=False)
+    progress = Progress(run.stats, run.done, stream, bars=False)
     run.result()
     progress.stop()
     text = stream.getvalue()
@@ -121,7 +121,7 @@ def test_progress_with_tqdm_bars() -> None:
     pytest.importorskip("tqdm")
     run = (count_to(n=300) | square | total).start(backend="thread")
     stream = io.StringIO()
-    progress = Progress(run, stream)
+    progress = Progress(run.stats, run.done, stream)
     run.result()
     progress.stop()
     text = stream.getvalue()

@@ -1,31 +1,123 @@
-"""How a plan runs: one module per backend, loaded by the name users pass.
+"""How workers run: one module per backend, loaded by the name users pass.
 
-Each module exposes ``start(plan, config) -> Execution`` (see
-``streamflow._execution``).  The front end only ever calls ``load``.
+A backend is mechanism only: how a worker starts, stops and reports, and
+which edge carries packets between workers.  Everything a run does alike
+on every backend (wiring edges, caller-side threads, outcomes, statistics,
+shutdown order, the worker loop itself) is the runtime's, written once; a
+backend receives ``Job``s whose ``main`` it calls where the worker runs.
+
+::
+
+    runtime                                     backend (this package)
+    -------                                     ----------------------
+    Engine: edges, stats, jobs  --start(job)--> a thread / process / actor calls job.main(job, report)
+    Supervisor                  <--wait()-----  what workers reported, their Outcomes, crashes
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from .._execution import Execution
-    from .._plan import Plan, RunConfig
+from .._errors import OptionError
+from .._options import RunConfig
+from .._plan import Link, Node, Plan
+from .._transport import Edge
+from .._transport._serialize import PortableError
 
-__all__ = ["BACKENDS", "load"]
+__all__ = ["BACKENDS", "Backend", "BackendFactory", "Job", "Memory", "Outcome", "Report", "load"]
 
-BACKENDS = ("inline", "thread", "process", "ray")
+BACKENDS = ("process", "thread", "inline", "ray")
+
+Report = Callable[[Any], None]  # sends one event from a worker to the supervisor
 
 
-def load(name: str) -> "Start":
-    """The ``start`` function of backend ``name`` (validated by ``RunConfig``)."""
+class Memory(Protocol):
+    """A buffer the workers of a run write their statistics into."""
+
+    @property
+    def memory(self) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+@dataclasses.dataclass
+class Outcome:
+    """How one worker ended: a result, an error, or aborted with the run."""
+
+    node: int
+    worker: int
+    result: Any = None
+    error: PortableError | None = None
+    aborted: bool = False
+
+
+@dataclasses.dataclass
+class Job:
+    """What one worker runs, handed to wherever it starts.
+
+    ``main(job, report)`` is the runtime's worker loop: the backend calls it
+    where the worker runs, with a ``report`` that sends an event back to the
+    supervisor; its last event is the worker's ``Outcome``.  ``report`` may
+    raise if an event cannot travel; ``main`` then reports what replaces it.
+    """
+
+    node: Node
+    worker: int
+    inputs: tuple[Edge, ...]
+    outputs: tuple[Edge, ...]
+    stats: Memory
+    row: int  # this worker's row in ``stats``
+    main: Callable[[Job, Report], None]
+    settings: Any = None  # what the runtime takes from the caller to the worker
+
+    @property
+    def label(self) -> str:
+        """``stage 'x' worker i of n``-style name, for threads and processes."""
+        return f"streamflow-{self.node.name}-{self.worker}"
+
+
+class Backend(Protocol):
+    """How one run's workers start, stop and reach each other."""
+
+    runs_in_caller: bool  # True: no workers at all; the caller chains the stages
+
+    def edge(self, link: Link) -> Edge:
+        """The edge that carries ``link``."""
+
+    def memory(self, size: int, what: str) -> Memory:
+        """``size`` bytes every worker of the run can write and the caller read."""
+
+    def start(self, job: Job) -> None:
+        """Start a worker running ``job``; returns at once."""
+
+    def wait(self, timeout: float | None) -> list[Any]:
+        """What workers reported (events, then ``Outcome``s) within ``timeout`` seconds.
+
+        A worker that died without an outcome comes back as an ``Outcome``
+        whose error is a ``WorkerCrashed``.  Returns early, maybe empty,
+        after ``wake()``.
+        """
+
+    def wake(self) -> None:
+        """Make a pending ``wait`` return now; safe from any thread."""
+
+    def stop(self, grace: float) -> None:
+        """Wait up to ``grace`` seconds for workers to end, then force them."""
+
+    def release(self) -> None:
+        """Free what the backend holds; idempotent."""
+
+
+BackendFactory = Callable[[Plan, RunConfig], Backend]
+
+
+def load(name: str) -> Any:
+    """The backend class registered as ``name``; raises ``OptionError`` for an unknown name."""
+    if name not in BACKENDS:
+        raise OptionError(f"backend={name!r} is not known; use one of {', '.join(map(repr, BACKENDS))}")
     module = importlib.import_module(f"{__name__}._{name}")
-    start: Start = module.start
-    return start
+    return module.BACKEND
 
-
-if TYPE_CHECKING:
-    from typing import Callable
-
-    Start = Callable[[Plan, RunConfig], Execution]

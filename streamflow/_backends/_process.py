@@ -4,10 +4,10 @@
 
     caller process                                        worker processes
     --------------                                        ----------------
-    supervisor thread  <-- outcome pipe (one a worker) --  _worker_main -> run_worker(...)
+    supervisor thread  <-- report pipe (one a worker) --  _worker_main -> job.main(job, report)
       waits on pipes + process sentinels                   watchdog thread: exits if the
     caller thread reads the last ShmEdge (open flows)       caller process dies
-    feeder threads run sources that cannot travel  --ShmEdge-->  ...
+    caller threads run sources that cannot travel --ShmEdge-->  ...
 
 Start methods: ``spawn`` is the default because it is the one that is safe
 whatever the caller is doing (fork copies a process mid-way through its
@@ -30,86 +30,49 @@ import sys
 import threading
 import time
 import types
-from collections import ChainMap
 from collections.abc import Iterator
-from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
-import cloudpickle
-
 from .._errors import StreamflowError, WorkerCrashed
-from .._execution import Execution, Supervised
-from .._plan import Node, Plan, RunConfig
-from .._stats import StatsTable
-from .._transport._codec import pack, read, write
-from .._transport._shm import SharedBuffer, ShmEdge, new_run_id, sweep
-from .._worker import Outcome, portable, run_worker
-from ._threads import WorkerThreads
+from .._options import RunConfig
+from .._plan import Link, Node, Plan
+from .._transport._memory import SharedBuffer, new_run_id, sweep
+from .._transport._serialize import PortableError, Reader, dumps, dumps_job
+from .._transport._shm import ShmEdge
+from . import Job, Outcome
 
-__all__ = ["start"]
+__all__ = ["BACKEND", "ProcessBackend"]
 
 DEFAULT_START_METHOD = "spawn"
 _STARTED = b"S"
-_OUTCOME = b"O"
 _KILL_WAIT = 1.0  # seconds between SIGTERM and SIGKILL for a worker that ignores it
 
 
-def start(plan: Plan, config: RunConfig) -> Execution:
-    """Run ``plan`` on worker processes."""
-    return Supervised(plan, config, ProcessEngine(plan, config.start_method or DEFAULT_START_METHOD))
+class _Shipped:
+    """A job on its way to a spawned worker, pickled by ``dumps_job``."""
 
-
-# -- handing work to a worker --------------------------------------------------
-
-
-class _ForkingCloudPickler(cloudpickle.Pickler):  # type: ignore[misc]
-    """cloudpickle, plus multiprocessing's reducers for pipes and shared objects.
-
-    Used only while a worker is being spawned, when multiprocessing
-    primitives (queues, locks, values) can be handed over.
-    """
-
-    # A live view: multiprocessing registers reducers as objects are created.
-    dispatch_table = ChainMap(
-        getattr(ForkingPickler, "_extra_reducers"), cloudpickle.Pickler.dispatch_table
-    )
-
-
-class _Job:
-    """Everything one worker needs; pickled by value (cloudpickle) when spawning."""
-
-    def __init__(self, node: Node, worker: int, inbox: ShmEdge | None, outbox: ShmEdge | None,
-                 report: multiprocessing.connection.Connection, announce: bool, run_id: str,
-                 stats: SharedBuffer, names: list[tuple[str, int]]) -> None:
-        self.node, self.worker, self.inbox, self.outbox = node, worker, inbox, outbox
-        self.report, self.announce, self.run_id = report, announce, run_id
-        self.stats, self.names = stats, names
+    def __init__(self, job: Job) -> None:
+        self.job = job
 
     def __reduce__(self) -> tuple[Any, ...]:
-        import io
-
-        buffer = io.BytesIO()
-        _ForkingCloudPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(self.__dict__)
-        return (_Job._load, (buffer.getvalue(),))
-
-    @staticmethod
-    def _load(data: bytes) -> _Job:
-        job = _Job.__new__(_Job)
-        job.__dict__.update(pickle.loads(data))
-        return job
+        return (pickle.loads, (dumps_job(self.job),))
 
 
-def _worker_main(job: _Job) -> None:
+def _worker_main(job: Job, writer: multiprocessing.connection.Connection, announce: bool, run_id: str) -> None:
     """Entry point of a worker process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's to handle
-    _watch_parent(job.run_id)
-    if job.announce:
-        job.report.send_bytes(_STARTED)
-    receiver = job.inbox.receiver() if job.inbox is not None else None
-    sender = job.outbox.sender() if job.outbox is not None else None
-    table = StatsTable(job.names, job.stats.memory)
-    outcome = run_worker(job.node, job.worker, receiver, sender, table.row(job.node.index, job.worker))
-    job.report.send_bytes(_OUTCOME + _encode_outcome(outcome, job.node))
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not a handler the caller had when it forked
+    _watch_parent(run_id)
+    if announce:
+        writer.send_bytes(_STARTED)
+    lock = threading.Lock()  # threads of the stage may log at once
+
+    def report(event: Any) -> None:
+        data = dumps(event, Reader.CALLER)
+        with lock:
+            writer.send_bytes(data)
+
+    job.main(job, report)
 
 
 def _watch_parent(run_id: str) -> None:
@@ -128,16 +91,6 @@ def _watch_parent(run_id: str) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="streamflow-watchdog", daemon=True).start()
-
-
-def _encode_outcome(outcome: Outcome, node: Node) -> bytes:
-    def encode(outcome: Outcome) -> bytes:
-        packed = pack(outcome, main_by_value=True)
-        data = bytearray(packed.size)
-        write(memoryview(data), packed)
-        return bytes(data)
-
-    return portable(outcome, node, encode)
 
 
 @contextlib.contextmanager
@@ -163,152 +116,131 @@ _START_HINT = (
 )
 
 
-# -- the engine ------------------------------------------------------------------
+class _Worker:
+    """One worker process as the caller tracks it."""
+
+    __slots__ = ("process", "node", "worker", "reader", "ended")
+
+    def __init__(self, process: Any, node: Node, worker: int, reader: Any) -> None:
+        self.process, self.node, self.worker, self.reader = process, node, worker, reader
+        self.ended = False  # its outcome (or its crash) was collected
 
 
-class ProcessEngine:
-    def __init__(self, plan: Plan, method: str) -> None:
-        self._plan = plan
-        self._method = method
-        self._forked = method == "fork"
-        self._ctx: Any = multiprocessing.get_context(method)
+class ProcessBackend:
+    runs_in_caller = False
+
+    def __init__(self, plan: Plan, config: RunConfig) -> None:
+        self._method = config.start_method or DEFAULT_START_METHOD
+        self._forked = self._method == "fork"
+        self._ctx: Any = multiprocessing.get_context(self._method)
         self._run_id = new_run_id()
         self._edges: list[ShmEdge] = []
-        self._procs: list[tuple[Any, Node, int, Any]] = []
+        self._workers: list[_Worker] = []
         self._waker = _Waker()
-        # Not self.wake: the engine must not keep itself alive through its threads.
-        self._feeders = WorkerThreads(finished=self._waker.poke)
-        self._reported: set[tuple[int, int]] = set()
         self._unstarted = 0
         self._released = False
-        self._names = plan.stat_names()
-        self._stats_buffer = SharedBuffer(StatsTable.size(self._names), "the run's statistics")
-        self.stats = StatsTable(self._names, self._stats_buffer.memory)
-        try:
-            for edge in plan.edges:
-                self._edges.append(
-                    ShmEdge(
-                        name=edge.producer,
-                        capacity=edge.capacity,
-                        producers=edge.producers,
-                        consumers=edge.consumers,
-                        max_message_size=edge.max_message_size,
-                        shared_buffer=edge.shared_buffer,
-                        run_id=self._run_id,
-                        forked=self._forked,
-                        index=edge.index,
-                    )
-                )
-        except BaseException:
-            self.release()
-            raise
-        self.output = self._edges[-1].receiver() if plan.open else None
 
-    def launch(self) -> None:
-        edges = self._edges
-        for node in self._plan.nodes:
-            inbox = edges[node.index - 1] if node.index > 0 else None
-            outbox = edges[node.index] if node.index < len(edges) else None
-            for worker in range(node.workers):
-                if node.in_caller:
-                    self._launch_thread(node, worker, inbox, outbox)
-                else:
-                    self._launch_process(node, worker, inbox, outbox)
-
-    def _launch_process(self, node: Node, worker: int, inbox: ShmEdge | None, outbox: ShmEdge | None) -> None:
-        reader, writer = self._ctx.Pipe(duplex=False)
-        job = _Job(
-            node, worker, inbox, outbox, writer,
-            announce=not self._forked, run_id=self._run_id, stats=self._stats_buffer, names=self._names,
+    def edge(self, link: Link) -> ShmEdge:
+        if link.consumer is None:
+            reader = Reader.CALLER
+        else:
+            reader = Reader.FORKED if self._forked else Reader.FRESH
+        edge = ShmEdge(
+            name=link.name,
+            capacity=link.capacity,
+            producers=link.producers,
+            consumers=link.consumers,
+            max_message_size=link.max_message_size,
+            shared_buffer=link.shared_buffer,
+            run_id=self._run_id,
+            forked=self._forked,
+            reader=reader,
+            index=link.index,
         )
+        self._edges.append(edge)
+        return edge
+
+    def memory(self, size: int, what: str) -> SharedBuffer:
+        return SharedBuffer(size, what)
+
+    def start(self, job: Job) -> None:
+        reader, writer = self._ctx.Pipe(duplex=False)
+        shipped = job if self._forked else _Shipped(job)
         process = self._ctx.Process(
-            target=_worker_main, args=(job,), name=f"streamflow-{node.name}-{worker}", daemon=True
+            target=_worker_main,
+            args=(shipped, writer, not self._forked, self._run_id),
+            name=job.label,
+            daemon=True,
         )
         # Listed before it starts: a Ctrl-C during start() must not orphan it.
-        self._procs.append((process, node, worker, reader))
+        self._workers.append(_Worker(process, job.node, job.worker, reader))
         try:
             with _start_lock, (contextlib.nullcontext() if self._forked else _without_main()):
                 process.start()
         except Exception as exc:
             raise StreamflowError(
-                f"cannot start a {self._method} worker for stage '{node.name}': {exc}"
-                + _START_HINT
+                f"cannot start a {self._method} worker for stage '{job.node.name}': {exc}" + _START_HINT
             ) from exc
         finally:
             writer.close()
         if not self._forked:
             self._unstarted += 1
 
-    def _launch_thread(self, node: Node, worker: int, inbox: ShmEdge | None, outbox: ShmEdge | None) -> None:
-        def ends() -> tuple[Any, Any]:
-            return (None if inbox is None else inbox.receiver(), None if outbox is None else outbox.sender())
-
-        self._feeders.start(node, worker, ends, self.stats.row(node.index, worker))
-
-    def wait(self, timeout: float | None) -> list[Outcome]:
+    def wait(self, timeout: float | None) -> list[Any]:
         waitables: list[Any] = [self._waker.fd]
-        by_handle: dict[Any, tuple[Any, Node, int, Any]] = {}
-        for entry in self._procs:
-            process, node, worker, reader = entry
-            if (node.index, worker) in self._reported or process.pid is None:
+        by_handle: dict[Any, _Worker] = {}
+        for worker in self._workers:
+            if worker.ended or worker.process.pid is None:
                 continue
-            waitables += [reader, process.sentinel]
-            by_handle[reader] = by_handle[process.sentinel] = entry
+            waitables += [worker.reader, worker.process.sentinel]
+            by_handle[worker.reader] = by_handle[worker.process.sentinel] = worker
         ready = multiprocessing.connection.wait(waitables, timeout)
-        outcomes: list[Outcome] = []
+        events: list[Any] = []
         if self._waker.fd in ready:
             self._waker.drain()
         for handle in ready:
             found = by_handle.get(handle)
-            if found is None or (found[1].index, found[2]) in self._reported:
-                continue
-            outcome = self._collect(*found)
-            if outcome is not None:
-                outcomes.append(outcome)
-        return outcomes + self._feeders.outcomes()
+            if found is not None and not found.ended:
+                events += self._collect(found)
+        return events
 
-    def _collect(self, process: Any, node: Node, worker: int, reader: Any) -> Outcome | None:
-        """The outcome a worker sent, or a crash if it died without one."""
+    def _collect(self, worker: _Worker) -> list[Any]:
+        """What ``worker`` reported; a crash if it died without an outcome."""
+        events: list[Any] = []
         while True:
             try:
-                if not reader.poll():
+                if not worker.reader.poll():
                     break
-                message = reader.recv_bytes()
+                message = worker.reader.recv_bytes()
             except (EOFError, OSError):
                 break
             if message == _STARTED:
                 self._started()
                 continue
-            self._reported.add((node.index, worker))
-            outcome: Outcome = read(memoryview(message)[1:], copy=True)
-            return outcome
-        if process.is_alive():
-            return None
-        process.join()
-        self._reported.add((node.index, worker))
-        return Outcome(node.index, worker, error=WorkerCrashed(_crash_message(node, worker, process.exitcode)))
+            event = pickle.loads(message)
+            events.append(event)
+            if isinstance(event, Outcome):
+                worker.ended = True
+                return events
+        if worker.process.is_alive():
+            return events
+        worker.process.join()
+        worker.ended = True
+        crash = WorkerCrashed(_crash_message(worker.node, worker.worker, worker.process.exitcode))
+        return [*events, Outcome(worker.node.index, worker.worker, error=PortableError(crash))]
 
     def _started(self) -> None:
         self._unstarted -= 1
         if self._unstarted == 0:  # every worker has opened the semaphores by name
             for edge in self._edges:
-                for sem in edge.semaphores():
-                    sem.unlink()
+                edge.unlink()
 
     def wake(self) -> None:
         self._waker.poke()
 
-    def progress(self) -> int:
-        return sum(edge.moved() for edge in self._edges)
-
-    def abort(self) -> None:
-        if not self._released:
-            for edge in self._edges:
-                edge.abort()
-
     def stop(self, grace: float) -> None:
         deadline = time.monotonic() + grace
-        started = [p for p, *_ in self._procs if p.pid is not None]
+        started = [w.process for w in self._workers if w.process.pid is not None]
         for process in started:
             process.join(max(0.0, deadline - time.monotonic()))
         stubborn = [p for p in started if p.is_alive()]
@@ -319,30 +251,26 @@ class ProcessEngine:
             if process.is_alive():
                 process.kill()
                 process.join()
-        self._feeders.join(deadline)
 
     def release(self) -> None:
         if self._released:
             return
         self._released = True
-        for edge in self._edges:
-            for sem in edge.semaphores():
-                sem.unlink()
-            edge.close()
-        self.stats.release()
-        self._stats_buffer.close()
-        for process, _, _, reader in self._procs:
-            reader.close()
+        for worker in self._workers:
+            worker.reader.close()
             with contextlib.suppress(ValueError, AssertionError):
-                process.close()
+                worker.process.close()
         self._waker.close()
         sweep(self._run_id)
+
+
+BACKEND = ProcessBackend
 
 
 class _Waker:
     """A pipe that makes the supervisor's ``wait`` return; safe to poke after close.
 
-    A feeder thread stuck in user code may end after the run is released:
+    A caller thread stuck in user code may end after the run is released:
     its poke must not write into a descriptor number reused since.
     """
 

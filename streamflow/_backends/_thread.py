@@ -3,7 +3,7 @@
 ::
 
     node 0 workers --LocalEdge 0--> node 1 workers --LocalEdge 1--> ... --> caller
-         \\_____________________ Outcome SimpleQueue ____________________/
+         \\____________________ events (SimpleQueue) ____________________/
                                         |
                                   supervisor thread
 
@@ -16,57 +16,44 @@ a daemon thread, and the run ends without it.
 from __future__ import annotations
 
 import time
+from typing import Any
 
-from .._execution import Execution, Supervised
-from .._plan import Plan, RunConfig
+from .._options import RunConfig
+from .._plan import Link, Plan
 from .._transport._local import LocalEdge
-from .._stats import StatsTable
-from .._worker import Outcome
-from ._threads import WorkerThreads
+from .._transport._memory import LocalBuffer
+from . import Job
+from ._thread_workers import ThreadWorkers
 
-__all__ = ["start"]
-
-_WAKE = Outcome(-1, -1, aborted=True)
+__all__ = ["BACKEND", "ThreadBackend"]
 
 
-def start(plan: Plan, config: RunConfig) -> Execution:
-    """Run ``plan`` on threads."""
-    return Supervised(plan, config, ThreadEngine(plan))
+class ThreadBackend:
+    runs_in_caller = False
 
+    def __init__(self, plan: Plan, config: RunConfig) -> None:
+        self._workers = ThreadWorkers()
 
-class ThreadEngine:
-    def __init__(self, plan: Plan) -> None:
-        self._plan = plan
-        self._edges = [LocalEdge(e.capacity, e.producers, e.consumers) for e in plan.edges]
-        self._workers = WorkerThreads()
-        self.output = self._edges[-1].receiver() if plan.open else None
-        names = plan.stat_names()
-        self.stats = StatsTable(names, bytearray(StatsTable.size(names)))
+    def edge(self, link: Link) -> LocalEdge:
+        return LocalEdge(link.capacity, link.producers, link.consumers)
 
-    def launch(self) -> None:
-        edges = self._edges
-        for node in self._plan.nodes:
-            for worker in range(node.workers):
-                receiver = edges[node.index - 1].receiver() if node.index > 0 else None
-                sender = edges[node.index].sender() if node.index < len(edges) else None
-                ends = (lambda r=receiver, s=sender: (r, s))
-                self._workers.start(node, worker, ends, self.stats.row(node.index, worker))
+    def memory(self, size: int, what: str) -> LocalBuffer:
+        return LocalBuffer(size)
 
-    def wait(self, timeout: float | None) -> list[Outcome]:
-        return [o for o in self._workers.outcomes(timeout) if o is not _WAKE]
+    def start(self, job: Job) -> None:
+        self._workers.start(job)
+
+    def wait(self, timeout: float | None) -> list[Any]:
+        return self._workers.events(timeout)
 
     def wake(self) -> None:
-        self._workers.put(_WAKE)
-
-    def progress(self) -> int:
-        return sum(edge.moved for edge in self._edges)
-
-    def abort(self) -> None:
-        for edge in self._edges:
-            edge.abort()
+        self._workers.wake()
 
     def stop(self, grace: float) -> None:
         self._workers.join(time.monotonic() + grace)
 
     def release(self) -> None:
         pass
+
+
+BACKEND = ThreadBackend

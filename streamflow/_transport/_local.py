@@ -40,13 +40,19 @@ class LocalEdge:
         self._consumers = consumers
         self._consumers_left = consumers
         self._lock = threading.Lock()  # taken only when a worker ends
-        self.moved = 0  # packets sent; read by the inactivity watchdog
+        self._moved = 0  # packets sent; read by the inactivity watchdog
 
-    def sender(self) -> LocalSender:
+    def sender(self, endpoint: int) -> LocalSender:
         return LocalSender(self)
 
-    def receiver(self) -> LocalReceiver:
+    def receiver(self, endpoint: int) -> LocalReceiver:
         return LocalReceiver(self)
+
+    def moved(self) -> int:
+        return self._moved
+
+    def close(self) -> None:
+        pass  # queues go with their last reference
 
     def abort(self) -> None:
         """Wake every waiter on this edge with ``Aborted``."""
@@ -88,7 +94,7 @@ class LocalSender:
 
     def send(self, item: Any) -> None:
         self._items.put(item)
-        self._edge.moved += 1
+        self._edge._moved += 1
 
     def close(self) -> None:
         self._edge._producer_closed()

@@ -2,7 +2,7 @@
 
 ::
 
-    producer actors --reserve/send--> EdgeActor (free-slot semaphore, FIFO of refs) --next--> consumers
+    producer actors --reserve/send--> EdgeActor (free-slot count, FIFO of packets) --next--> consumers
 
 Packets travel as object references (``ray.put`` by the producer), so large
 arrays go through Ray's object store without extra copies; the edge only
@@ -19,17 +19,16 @@ import threading
 from collections import deque
 from typing import Any
 
-import cloudpickle
 import ray
 
-from .._errors import UnpicklableMessage
 from . import Aborted, DownstreamClosed
+from ._serialize import Reader, dumps_message, loads
 
-__all__ = ["EdgeActor", "RayReceiver", "RaySender"]
+__all__ = ["RayEdge", "RayReceiver", "RaySender"]
 
 _OK, _ABORTED, _CLOSED = 0, 1, 2
 _LARGE = 1 << 20  # bytes from which an array goes through the object store
-_INLINE = "inline"
+_PICKLED = "pickled"
 _BATCH = 256  # packets a producer sends in one call at most
 _FLUSH = 0.005  # seconds a built packet may wait to be sent with others
 
@@ -133,6 +132,37 @@ _remote: Any = ray.remote
 EdgeActor: Any = _remote(num_cpus=0, max_concurrency=1000)(_Edge)
 
 
+class RayEdge:
+    """An edge whose packets pass through one ``EdgeActor``; picklable to actors."""
+
+    def __init__(
+        self, *, name: str, capacity: int, producers: int, consumers: int, shared_buffer: bool, reader: Reader
+    ) -> None:
+        self.name = name
+        self.actor = EdgeActor.remote(capacity, producers, consumers)
+        # Each end takes at most its share of the slots at once, so that none hoards them.
+        self._producer_share = max(1, capacity // producers)
+        self._consumer_share = max(1, capacity // consumers)
+        self._shared_buffer = shared_buffer
+        self._reader = reader
+
+    def sender(self, endpoint: int) -> RaySender:
+        return RaySender(self.actor, self.name, self._producer_share, endpoint, self._reader)
+
+    def receiver(self, endpoint: int) -> RayReceiver:
+        return RayReceiver(self.actor, self._shared_buffer, self._consumer_share)
+
+    def abort(self) -> None:
+        self.actor.abort.remote()
+
+    def moved(self) -> int:
+        moved: int = ray.get(self.actor.moved.remote())
+        return moved
+
+    def close(self) -> None:
+        ray.kill(self.actor, no_restart=True)
+
+
 class RaySender:
     """The producing end of a Ray edge.
 
@@ -144,11 +174,12 @@ class RaySender:
     it is built, so lockstep stays lockstep.
     """
 
-    def __init__(self, edge: Any, stage: str, share: int, producer: Any) -> None:
+    def __init__(self, edge: Any, stage: str, share: int, producer: Any, reader: Reader) -> None:
         """``share``: the most slots this producer takes at once, its share of
         the edge's, so that one producer cannot hoard slots the others need."""
         self._edge = edge
         self._stage = stage
+        self._reader = reader
         self._share = share
         self._producer = producer
         self._sent = 0
@@ -163,10 +194,9 @@ class RaySender:
         if self._credit == 0:
             self._flush()  # about to wait for a slot: what is built must go first
             state, taken = ray.get(self._edge.reserve.remote(self._share))
-            if state == _ABORTED:
-                raise Aborted()
-            if state == _CLOSED:
-                raise DownstreamClosed()
+            if state != _OK:
+                self._closed.set()  # nothing more will be sent: the flusher can stop
+                raise Aborted() if state == _ABORTED else DownstreamClosed()
             self._credit = taken
         self._credit -= 1
         self._holding = True
@@ -180,17 +210,13 @@ class RaySender:
             self._credit = 0
 
     def send(self, item: Any) -> None:
-        try:
-            # Large buffers go through the object store (no copy through the
-            # edge); anything else travels inside the call.
-            box = [ray.put(item)] if getattr(item, "nbytes", 0) >= _LARGE else [item, _INLINE]
-            if len(box) == 2:
-                cloudpickle.dumps(item)  # fail here, naming the stage, not in a batch later
-        except Exception as exc:
-            raise UnpicklableMessage(
-                f"stage '{self._stage}' yielded a {type(item).__qualname__} that cannot be "
-                f"sent to the next actor: {exc}"
-            ) from exc
+        # Large buffers go through the object store (no copy through the
+        # edge); anything else travels inside the call, pickled here.
+        box: list[Any]
+        if getattr(item, "nbytes", 0) >= _LARGE:
+            box = [ray.put(item)]
+        else:
+            box = [dumps_message(item, self._reader, self._stage), _PICKLED]
         self._pending.append((self._sent, box))
         self._sent += 1
         self._holding = False
@@ -259,9 +285,11 @@ class RayReceiver:
             self._batch.extend(boxes)
         box = self._batch.popleft()
         self._held = True
-        item = box[0] if len(box) == 2 else ray.get(box[0])
-        # Ray hands numpy arrays out read-only, from the object store or the
-        # call's own buffer: the other backends give a writable copy.
+        if len(box) == 2:
+            return loads(box[0])
+        # Ray hands numpy arrays out read-only from the object store: the
+        # other backends give a writable copy.
+        item = ray.get(box[0])
         return copy.deepcopy(item) if self._copy else item
 
     def finish(self) -> None:

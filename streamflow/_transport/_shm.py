@@ -27,26 +27,19 @@ same two copies as fixed slots, into memory that stays mapped.
 
 from __future__ import annotations
 
-import errno
-import pickle
 import mmap
 import os
-import secrets
+import pickle
 from typing import Any
 
-import _multiprocessing
-
-from .._errors import MessageTooLarge, StreamflowError, UnpicklableMessage
+from .._errors import MessageTooLarge
 from . import Aborted, DownstreamClosed
-from ._codec import _HEAD, Packed, pack, read, write
+from ._memory import SharedBuffer, posixshmem, reserve
 from ._sem import Semaphore
+from ._serialize import HEAD as _HEAD
+from ._serialize import Packed, Reader, pack_message, read, write
 
-try:
-    import _posixshmem
-except ImportError:  # pragma: no cover - not a POSIX CPython
-    _posixshmem = None
-
-__all__ = ["SharedBuffer", "ShmEdge", "new_run_id", "sweep"]
+__all__ = ["ShmEdge"]
 
 DEFAULT_SLOT = 64 * 1024
 _dumps, _loads = pickle.dumps, pickle.loads
@@ -56,93 +49,6 @@ _QUEUES = 16  # first index of the free queue
 _PAGE = mmap.PAGESIZE
 _OVERFLOW = 1
 _SKIP = 2  # a slot a producer reserved but did not fill
-_SHM_DIR = "/dev/shm"
-
-
-def new_run_id() -> str:
-    """An unguessable prefix for the segments of one run."""
-    return f"sf-{os.getpid()}-{secrets.token_hex(8)}"
-
-
-def sweep(run_id: str) -> None:
-    """Unlink every name a run may have left: segments of messages in flight
-    when a worker died, semaphores of workers that never started."""
-    try:
-        names = os.listdir(_SHM_DIR)
-    except OSError:
-        return
-    for name in names:
-        try:
-            if name.startswith(run_id + "-") and _posixshmem is not None:
-                _posixshmem.shm_unlink("/" + name)
-            elif name.startswith(f"sem.{run_id}-"):
-                _multiprocessing.sem_unlink("/" + name[len("sem.") :])
-        except OSError:
-            pass
-
-
-def _allocate(size: int, what: str) -> int:
-    """A file descriptor of ``size`` bytes of anonymous shared memory."""
-    if hasattr(os, "memfd_create"):
-        fd = os.memfd_create("streamflow", os.MFD_CLOEXEC)
-    else:  # pragma: no cover - macOS: a private name, unlinked at once
-        name = f"/{new_run_id()}"
-        fd = _posixshmem.shm_open(name, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
-        _posixshmem.shm_unlink(name)
-    try:
-        os.ftruncate(fd, size)
-        _reserve(fd, size, what)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def _reserve(fd: int, size: int, what: str) -> None:
-    if not hasattr(os, "posix_fallocate"):  # pragma: no cover
-        return
-    try:
-        os.posix_fallocate(fd, 0, size)
-    except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.ENOMEM, errno.EFBIG):
-            raise StreamflowError(
-                f"not enough shared memory for {what}: it needs {size:,} bytes ({exc.strerror}); "
-                "lower packets_in_flight or max_message_size, or give the machine or "
-                "container more shared memory (e.g. docker --shm-size)"
-            ) from None
-        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
-            raise
-
-
-class SharedBuffer:
-    """Anonymous shared memory, handed to workers: inherited under fork, its
-    file descriptor passed under spawn/forkserver (so picklable only while a
-    worker is being spawned)."""
-
-    def __init__(self, size: int, what: str) -> None:
-        self.size = size
-        self.fd = _allocate(size, what)
-        self.memory = mmap.mmap(self.fd, size)
-
-    def __getstate__(self) -> dict[str, Any]:
-        from multiprocessing.reduction import DupFd
-
-        return {"size": self.size, "fd": DupFd(self.fd)}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.size = state["size"]
-        self.fd = state["fd"].detach()
-        self.memory = mmap.mmap(self.fd, self.size)
-
-    def close(self) -> None:
-        """Unmap and close this process's view; the memory goes with the last one."""
-        try:
-            self.memory.close()
-        except BufferError:  # a zero-copy message still refers to it
-            pass
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
 
 
 class ShmEdge:
@@ -164,8 +70,11 @@ class ShmEdge:
         shared_buffer: bool,
         run_id: str,
         forked: bool,
+        reader: Reader,
         index: int = 0,
     ) -> None:
+        """``forked``: workers inherit the edge (else it is pickled to them);
+        ``reader``: who unpickles its messages (the caller, for an open flow's last edge)."""
         self.name = name
         self.index = index
         self.capacity = capacity
@@ -174,8 +83,7 @@ class ShmEdge:
         self.limit = max_message_size
         self.shared_buffer = shared_buffer
         self.run_id = run_id
-        # Forked workers import __main__ as the caller has it; others do not.
-        self.main_by_value = not forked
+        self.reader = reader
         self.slot_size = _round_up(max_message_size or DEFAULT_SLOT, 64)
         self.ready_base = _QUEUES + capacity
         self.ready_size = capacity + consumers  # room for the end-of-stream marks
@@ -220,15 +128,20 @@ class ShmEdge:
         self.__dict__.update(state)
         self._map()
 
-    def sender(self) -> ShmSender:
+    def sender(self, endpoint: int) -> ShmSender:
         return ShmSender(self)
 
-    def receiver(self) -> ShmReceiver:
+    def receiver(self, endpoint: int) -> ShmReceiver:
         return ShmReceiver(self)
 
     def semaphores(self) -> list[Semaphore]:
         locks = (self.producer_lock, self.consumer_lock, self.end_lock)
         return [s for s in (self.free, self.ready, *locks) if s]
+
+    def unlink(self) -> None:
+        """Remove the semaphores' names, once every worker has opened them (or never will)."""
+        for sem in self.semaphores():
+            sem.unlink()
 
     def moved(self) -> int:
         return int(self.ctrl[_MOVED])
@@ -242,7 +155,9 @@ class ShmEdge:
             self.free.release()
 
     def close(self) -> None:
-        """Unmap and close this process's view; the memory goes with the last one."""
+        """Unlink the names, unmap and close this process's view; the memory
+        goes with the last process that maps it."""
+        self.unlink()
         for view in self.__dict__.pop("slots", []):
             view.release()
         for name in ("ctrl", "data"):
@@ -269,7 +184,7 @@ class ShmSender:
 
     __slots__ = (
         "_edge", "_ctrl", "_slots", "_free_acquire", "_free_lock", "_ready_release", "_ready_lock",
-        "_ready_base", "_ready_size", "_capacity", "_by_value", "_index",
+        "_ready_base", "_ready_size", "_capacity", "_checks_main", "_index",
         "_ring", "_next", "_sent", "_overflow",
     )
 
@@ -284,7 +199,7 @@ class ShmSender:
         self._ready_base = edge.ready_base
         self._ready_size = edge.ready_size
         self._capacity = edge.capacity
-        self._by_value = edge.main_by_value
+        self._checks_main = edge.reader.checks_main
         self._index = -1
         self._ring = edge.ring
         self._next = 0  # ring mode: the slot to fill next
@@ -325,7 +240,7 @@ class ShmSender:
         buffers: list[pickle.PickleBuffer] = []
         try:
             main = _dumps(item, 5, buffer_callback=buffers.append)
-            plain = not (self._by_value and b"__main__" in main)
+            plain = not (self._checks_main and b"__main__" in main)
         except Exception:  # noqa: BLE001 - retried by value below
             plain = False
         slot = self._slots[self._index]
@@ -358,13 +273,7 @@ class ShmSender:
     def _send_packed(self, slot: memoryview, item: Any, packed: Packed | None) -> None:
         edge = self._edge
         if packed is None:
-            try:
-                packed = pack(item, edge.main_by_value)
-            except Exception as exc:
-                raise UnpicklableMessage(
-                    f"stage '{edge.name}' yielded a {type(item).__qualname__} that cannot be "
-                    f"pickled to the next process: {exc}"
-                ) from exc
+            packed = pack_message(item, edge.reader, edge.name)
         if packed.size <= len(slot):
             write(slot, packed)
         elif edge.limit is not None:
@@ -543,13 +452,13 @@ class _Overflow:
     def _map(self, index: int, size: int, grow: bool) -> mmap.mmap:
         edge = self._edge
         name = f"/{edge.run_id}-{edge.index}-{index}"
-        fd = _posixshmem.shm_open(name, os.O_CREAT | os.O_RDWR, 0o600)
+        fd = posixshmem.shm_open(name, os.O_CREAT | os.O_RDWR, 0o600)
         try:
             length = os.fstat(fd).st_size
             if grow and length < size:
                 length = _round_up(size, self._GROWTH)
                 os.ftruncate(fd, length)
-                _reserve(fd, length, f"a {size:,}-byte message of stage '{edge.name}'")
+                reserve(fd, length, f"a {size:,}-byte message of stage '{edge.name}'")
             memory = mmap.mmap(fd, length)
         finally:
             os.close(fd)

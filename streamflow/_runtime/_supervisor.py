@@ -1,38 +1,42 @@
-"""A started run as the caller sees it, and the supervisor shared by backends.
+"""A started run as the caller sees it, and the supervisor that drives it.
 
 ::
 
-    caller thread                    supervisor thread            workers (threads/processes)
-    -------------                    -----------------            ---------------------------
-    result() / next_output()  <----  collects Outcomes    <-----  run_worker(...) -> Outcome
+    caller thread                    supervisor thread            workers (threads/processes/actors)
+    -------------                    -----------------            ----------------------------------
+    result() / next_output()  <----  collects Outcomes    <-----  run_job(...) -> report(Outcome)
           |   reads last edge        first error wins:            reserve / send / next on edges
           |                          engine.abort(), stop()
           +-- cancel() ------------> engine.wake()
 
-A backend supplies an ``Engine`` (how workers run, how they are stopped,
-how bytes move); everything else about a run's life, the first-error rule,
-inactivity, cancellation and clean-up, lives here once.
+Everything about a run's life that does not depend on the backend lives
+here once: the first-error rule, inactivity, cancellation and clean-up.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import CancelledError
 from collections.abc import Iterator
+from concurrent.futures import CancelledError
 from typing import Any, Protocol
 
-from ._errors import InactivityError
-from ._plan import Plan, RunConfig
-from ._stats import StatsTable
-from ._transport import Aborted
-from ._worker import Outcome, RemoteTraceback, add_stage_note
+from .._backends import Outcome
+from .._errors import InactivityError
+from .._options import RunConfig
+from .._plan import Plan
+from .._stats import StatsTable
+from .._transport import Aborted
+from ._engine import Engine
+from ._relay import LogRecordEvent, WarningEvent, replay
+from ._remote import arrived
+from ._signals import run_ended, run_started
 
-__all__ = ["Engine", "Execution", "Supervised"]
+__all__ = ["Execution", "Supervisor"]
 
 
 class Execution(Protocol):
-    """What ``Flow`` needs from a started run, on every backend."""
+    """What the caller's side needs from a started run, on every backend."""
 
     @property
     def finished(self) -> bool: ...
@@ -54,45 +58,8 @@ class Execution(Protocol):
         """The run's live counters (None where a backend keeps none)."""
 
 
-class Engine(Protocol):
-    """How a backend runs the workers of one plan."""
-
-    @property
-    def output(self) -> Iterator[Any] | None:
-        """The receiver of the last edge of an open flow, read by the caller."""
-
-    @property
-    def stats(self) -> StatsTable:
-        """One row of counters per worker."""
-
-    def launch(self) -> None:
-        """Start every worker."""
-
-    def wait(self, timeout: float | None) -> list[Outcome]:
-        """Outcomes that arrived (possibly none) within ``timeout`` seconds.
-
-        A worker that died without an outcome comes back as a ``WorkerCrashed``
-        outcome.  Returns early, maybe empty, after ``wake()``.
-        """
-
-    def wake(self) -> None:
-        """Make a pending ``wait`` return now."""
-
-    def progress(self) -> int:
-        """A number that changes whenever a packet moves."""
-
-    def abort(self) -> None:
-        """Wake every worker blocked on an edge with ``Aborted``."""
-
-    def stop(self, grace: float) -> None:
-        """Wait up to ``grace`` seconds for workers to end, then force them."""
-
-    def release(self) -> None:
-        """Free transport resources; idempotent."""
-
-
-class Supervised:
-    """An ``Execution`` driven by an ``Engine`` and a supervisor thread."""
+class Supervisor:
+    """An ``Execution`` of an ``Engine``, watched by a supervisor thread."""
 
     def __init__(self, plan: Plan, config: RunConfig, engine: Engine) -> None:
         self._plan = plan
@@ -105,11 +72,10 @@ class Supervised:
         self._caller_waiting = False
         self._done = threading.Event()
         self._lock = threading.Lock()
-        self._output = engine.output
+        self._output: Iterator[Any] | None = engine.output
         self._output_ended = False
-        self._thread = threading.Thread(
-            target=self._supervise, name="streamflow-supervisor", daemon=True
-        )
+        self._thread = threading.Thread(target=self._supervise, name="streamflow-supervisor", daemon=True)
+        run_started(self)
         try:
             engine.launch()
             self._thread.start()
@@ -122,6 +88,7 @@ class Supervised:
             else:
                 engine.stop(config.shutdown_timeout)
             engine.release()
+            run_ended(self)
             raise
 
     # -- caller side ----------------------------------------------------------
@@ -180,6 +147,7 @@ class Supervised:
         self._engine.wake()
         self._wait_done()
         self._engine.release()
+        run_ended(self)
 
     def _finish(self) -> None:
         """Wait for the supervisor; raise the run's first error, if any."""
@@ -189,6 +157,7 @@ class Supervised:
             self.cancel()
             raise
         self._engine.release()
+        run_ended(self)
         if self._error is not None:
             raise self._error
 
@@ -205,8 +174,7 @@ class Supervised:
         except BaseException as exc:  # noqa: BLE001 - a bug here must not hang the caller
             self._fail(exc)
         finally:
-            failed = self._error is not None or self._cancelled
-            if failed:
+            if self._error is not None or self._cancelled:
                 engine.abort()
             engine.stop(self._config.shutdown_timeout)
             self._done.set()  # the caller releases the edges: it may still be reading one
@@ -217,12 +185,15 @@ class Supervised:
         seen, since = engine.progress(), time.monotonic()
         while self._pending and self._error is None and not self._cancelled:
             timeout = None if limit is None else max(0.0, since + limit - time.monotonic())
-            for outcome in engine.wait(timeout):
-                self._record(outcome)
+            for event in engine.wait(timeout):
+                if isinstance(event, Outcome):
+                    self._record(event)
+                elif isinstance(event, (LogRecordEvent, WarningEvent)):
+                    replay(event)
             if limit is None:
                 continue
             now, progress = time.monotonic(), engine.progress()
-            if progress != seen or (self._plan.open and not self._caller_waiting):
+            if progress != seen or (self._plan.output is not None and not self._caller_waiting):
                 # A caller busy with its item is not the flow stalling.
                 seen, since = progress, now
             elif now - since >= limit:
@@ -239,15 +210,11 @@ class Supervised:
 
     def _record(self, outcome: Outcome) -> None:
         self._pending.discard((outcome.node, outcome.worker))
+        node = self._plan.nodes[outcome.node]
         if outcome.error is not None:
-            node = self._plan.nodes[outcome.node]
-            if outcome.error.__traceback__ is None and outcome.traceback:
-                outcome.error.__cause__ = RemoteTraceback(outcome.traceback)  # from another process
-            add_stage_note(outcome.error, node.name, outcome.worker, node.workers)
-            self._fail(outcome.error)
-        elif not outcome.aborted and self._plan.sink is not None:
-            if outcome.node == self._plan.sink.index:
-                self._results[outcome.worker] = outcome.result
+            self._fail(arrived(outcome.error, node.name, outcome.worker, node.workers))
+        elif not outcome.aborted and node.kind == "sink":
+            self._results[outcome.worker] = outcome.result
 
     def _fail(self, error: BaseException) -> None:
         with self._lock:

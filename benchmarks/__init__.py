@@ -1,0 +1,1 @@
+"""streamflow's benchmarks: ``python -m benchmarks`` from the repository's root."""

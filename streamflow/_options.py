@@ -1,0 +1,216 @@
+"""Run options, each defined and validated here once.
+
+``StageOptions``: how one stage runs (workers, buffers, resources), set with
+``@stage(...)`` or ``.options(...)``.  ``RunConfig``: how one run goes
+(backend, timeouts, progress), from the keywords of ``run()``/``iter()``.
+Each comes as a ``TypedDict`` of keywords, the public spelling that mypy
+checks, and a frozen record of resolved values that the rest of the
+library reads; ``_check_same_names`` ties the two together at import.
+Unknown names and values out of range raise ``OptionError`` naming the
+option, the value and what to do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from typing_extensions import TypedDict
+
+from ._errors import OptionError
+
+__all__ = ["RunConfig", "RunOptions", "StageArgs", "StageOptions", "StartMethod"]
+
+StartMethod = Literal["fork", "spawn", "forkserver"]
+START_METHODS: tuple[StartMethod, ...] = ("fork", "spawn", "forkserver")
+
+
+# -- a stage's options ------------------------------------------------------------
+
+
+class StageArgs(TypedDict, total=False):
+    """The keywords of ``@stage(...)`` and ``Stage.options(...)``.
+
+    ``workers``: workers running the stage (default 1).
+    ``packets_in_flight``: packets on the stage's output edge at most, being
+    built, buffered or consumed (default ``2 * workers``).
+    ``max_message_size``: bytes of one message between processes; fixed
+    shared-memory slots of that size (default: unset, any size).
+    ``shared_buffer``: consumers read arrays in place, without a copy
+    (requires ``max_message_size``).
+    ``name``: the stage's name in errors, reports and pictures.
+    ``resources``: per worker, for cluster backends (``num_cpus``,
+    ``num_gpus``, ``memory`` in bytes, or custom resources).
+    """
+
+    workers: int
+    packets_in_flight: int | None
+    max_message_size: int | None
+    shared_buffer: bool
+    name: str | None
+    resources: Mapping[str, float] | None
+
+
+@dataclasses.dataclass(frozen=True)
+class StageOptions:
+    """A stage's run options as set (see ``StageArgs``); ``resolved`` fills in defaults."""
+
+    workers: int = 1
+    packets_in_flight: int | None = None
+    max_message_size: int | None = None
+    shared_buffer: bool = False
+    name: str | None = None
+    resources: tuple[tuple[str, float], ...] | None = None
+
+    def replaced(self, args: Mapping[str, Any]) -> StageOptions:
+        """These options with ``args`` (keywords of ``StageArgs``) applied; not yet checked."""
+        _reject_unknown(args, StageArgs, "stage option")
+        changes = dict(args)
+        resources = changes.get("resources")
+        if isinstance(resources, Mapping):
+            changes["resources"] = tuple(sorted(resources.items()))
+        return dataclasses.replace(self, **changes)
+
+    def check(self, stage: str) -> None:
+        """Raise ``OptionError`` for a value out of range, naming ``stage``."""
+        where = f"for stage '{stage}'"
+        if not _is_int(self.workers) or self.workers < 1:
+            raise OptionError(f"workers={self.workers!r} {where} must be an int >= 1")
+        pif = self.packets_in_flight
+        if pif is not None and (not _is_int(pif) or pif < 1):
+            raise OptionError(f"packets_in_flight={pif!r} {where} must be an int >= 1")
+        if pif is not None and pif < self.workers:
+            raise OptionError(
+                f"packets_in_flight={pif} is below workers={self.workers} {where}; "
+                "set packets_in_flight >= workers"
+            )
+        size = self.max_message_size
+        if size is not None and (not _is_int(size) or size <= 0):
+            raise OptionError(f"max_message_size={size!r} {where} must be None or an int > 0 (bytes)")
+        if not isinstance(self.shared_buffer, bool):
+            raise OptionError(f"shared_buffer={self.shared_buffer!r} {where} must be True or False")
+        if self.shared_buffer and size is None:
+            raise OptionError(
+                f"shared_buffer=True {where} requires max_message_size; "
+                "set max_message_size to the largest message in bytes"
+            )
+        if self.name is not None and (not isinstance(self.name, str) or not self.name):
+            raise OptionError(f"name={self.name!r} {where} must be a non-empty str")
+        for key, amount in self.resources or ():
+            if not isinstance(key, str) or not _is_number(amount) or amount < 0:
+                raise OptionError(
+                    f"resources={dict(self.resources or ())!r} {where} must map names (num_cpus, "
+                    "num_gpus, memory, or a custom resource) to amounts >= 0"
+                )
+
+    def resolved(self) -> StageOptions:
+        """These options with every default filled in (``packets_in_flight``)."""
+        if self.packets_in_flight is not None:
+            return self
+        return dataclasses.replace(self, packets_in_flight=2 * self.workers)
+
+    def changed(self) -> dict[str, Any]:
+        """The options that differ from their defaults, in field order."""
+        defaults = StageOptions()
+        return {
+            field.name: getattr(self, field.name)
+            for field in dataclasses.fields(self)
+            if getattr(self, field.name) != getattr(defaults, field.name)
+        }
+
+
+# -- a run's options -----------------------------------------------------------------
+
+
+class RunOptions(TypedDict, total=False):
+    """How to run a flow: the keywords of ``run()``, ``iter()`` and ``start()``.
+
+    ``backend``: ``"process"`` (default), ``"thread"``, ``"inline"`` or ``"ray"``.
+    ``start_method``: ``"spawn"`` (default), ``"fork"`` or ``"forkserver"``,
+    for the process backend.
+    ``inactivity_timeout``: seconds without any packet moving before
+    ``InactivityError`` (default: none).
+    ``shutdown_timeout``: seconds workers get to finish their packet after a
+    failure, before they are terminated, then killed (default 5).
+    ``progress``: show live per-stage counts on stderr (default False).
+    ``ray_address``: the Ray cluster to connect to (backend ``"ray"``),
+    unless the application already called ``ray.init``.
+    """
+
+    backend: str
+    start_method: StartMethod | None
+    inactivity_timeout: float | None
+    shutdown_timeout: float
+    progress: bool
+    ray_address: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """A run's options (see ``RunOptions``), checked; build it with ``RunConfig.of``."""
+
+    backend: str = "process"
+    start_method: StartMethod | None = None
+    inactivity_timeout: float | None = None
+    shutdown_timeout: float = 5.0
+    progress: bool = False
+    ray_address: str | None = None
+
+    @classmethod
+    def of(cls, options: Mapping[str, Any]) -> RunConfig:
+        """The config for ``options``; raises ``OptionError`` naming what is wrong.
+
+        The backend's name is checked by the backend registry, which knows them.
+        """
+        _reject_unknown(options, RunOptions, "run option")
+        config = cls(**options)
+        if not isinstance(config.backend, str):
+            raise OptionError(f"backend={config.backend!r} must be the name of a backend")
+        if config.start_method not in (None, *START_METHODS):
+            raise OptionError(
+                f"start_method={config.start_method!r} must be 'fork', 'spawn' or 'forkserver'"
+            )
+        timeout = config.inactivity_timeout
+        if timeout is not None and not (_is_number(timeout) and 0 < timeout < math.inf):
+            raise OptionError(f"inactivity_timeout={timeout!r} must be None or seconds > 0")
+        grace = config.shutdown_timeout
+        if not (_is_number(grace) and 0 <= grace < math.inf):
+            raise OptionError(f"shutdown_timeout={grace!r} must be seconds >= 0")
+        if not isinstance(config.progress, bool):
+            raise OptionError(f"progress={config.progress!r} must be True or False")
+        return config
+
+
+# -- shared checks ----------------------------------------------------------------
+
+
+def _reject_unknown(given: Mapping[str, Any], declared: Any, what: str) -> None:
+    known = list(declared.__annotations__)
+    for name in given:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise OptionError(
+                f"{name!r} is not a {what}; {hint}the {what}s are: {', '.join(known)}"
+            )
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_same_names(keywords: Any, record: Any) -> None:
+    names = [field.name for field in dataclasses.fields(record)]
+    if list(keywords.__annotations__) != names:  # pragma: no cover - caught by any import
+        raise AssertionError(f"{keywords.__name__} and {record.__name__} must name the same options")
+
+
+_check_same_names(StageArgs, StageOptions)
+_check_same_names(RunOptions, RunConfig)

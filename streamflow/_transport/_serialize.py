@@ -1,0 +1,399 @@
+"""How objects become bytes, for every transport: the one pickle policy.
+
+Who reads the bytes decides how they are pickled (``Reader``):
+
+- Plain ``pickle`` (protocol 5, with out-of-band buffers for arrays) is the
+  fast path, and all a forked worker needs: its ``__main__`` is the caller's.
+- A fresh interpreter (a spawned worker, a Ray actor) has no ``__main__``
+  of the caller: what refers to it, and what plain pickle cannot do at all
+  (lambdas, local classes), goes by value with cloudpickle.  Code keeps its
+  real file name, so tracebacks and warnings name the user's file.
+- The caller has its own ``__main__``: classes and functions from it are
+  sent by name, so that what comes back is an instance of the caller's own
+  class (``except MyError:`` catches it), and the rest goes as above.
+
+Jobs handed to new workers (``dumps_job``) may also carry multiprocessing
+primitives, handed over as the worker starts, and name the functions that
+their decorated stage shadows instead of copying them.
+
+A packed message is written into a slot as::
+
+    | main_len u64 | n_buf u32 | flags u32 | buf_len u64 * n_buf | main | buf 0 | buf 1 | ...
+
+each buffer 64-byte aligned, so a buffer crosses with one copy in; ``read``
+rebuilds the object over copies of the buffers or, with ``copy=False``,
+over views of the slot itself.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib
+import io
+import mmap
+import pickle
+import struct
+import sys
+import traceback
+import types
+from collections import ChainMap
+from collections.abc import Callable
+from multiprocessing.reduction import ForkingPickler
+from typing import Any
+
+import cloudpickle
+
+from .._errors import StageError, UnpicklableMessage
+
+__all__ = [
+    "HEAD",
+    "Packed",
+    "PortableError",
+    "Reader",
+    "dumps",
+    "dumps_job",
+    "dumps_message",
+    "loads",
+    "pack",
+    "pack_message",
+    "read",
+    "write",
+]
+
+
+class Reader(enum.Enum):
+    """Who will unpickle: it decides what must go by value or by name."""
+
+    FORKED = "forked"  # a forked worker: the caller's __main__ is there
+    FRESH = "fresh"  # a spawned worker or a Ray actor: no __main__ of the caller
+    CALLER = "caller"  # the caller's own process
+
+    @property
+    def checks_main(self) -> bool:
+        """Whether plainly pickled bytes that name ``__main__`` must be redone."""
+        return self is Reader.FRESH
+
+
+# -- picklers -----------------------------------------------------------------------
+
+
+def _code_reduce(code: types.CodeType) -> Any:
+    """cloudpickle's reduction of ``code``, with the real file name kept."""
+    rebuild, args = cloudpickle.cloudpickle._code_reduce(code)
+    return rebuild, tuple(code.co_filename if arg == "<dynamic-code>" else arg for arg in args)
+
+
+class _ByValue(cloudpickle.Pickler):  # type: ignore[misc]
+    """cloudpickle, keeping code file names (it writes ``<dynamic-code>``)."""
+
+    dispatch_table = ChainMap({types.CodeType: _code_reduce}, cloudpickle.Pickler.dispatch_table)
+
+
+def _from_main(qualname: str) -> Any:
+    target: Any = sys.modules["__main__"]
+    try:
+        for part in qualname.split("."):
+            target = getattr(target, part)
+    except AttributeError:
+        raise pickle.UnpicklingError(
+            f"'{qualname}' is not defined in the caller's __main__ any more"
+        ) from None
+    return target
+
+
+class _ToCaller(_ByValue):
+    """By value, except classes and functions of ``__main__``: by name."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, (type, types.FunctionType)) and getattr(obj, "__module__", None) == "__main__":
+            qualname = getattr(obj, "__qualname__", "")
+            if qualname and "<locals>" not in qualname:
+                return _from_main, (qualname,)
+        return super().reducer_override(obj)
+
+
+def _unwrapped(module: str, qualname: str) -> Any:
+    target: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        target = getattr(target, part)
+    return target.__wrapped__
+
+
+class _JobPickler(_ByValue):
+    """By value, plus multiprocessing's reducers (pipes, locks, shared values),
+    and functions that a decorated module attribute shadows, by name."""
+
+    # A live view: multiprocessing registers reducers as objects are created.
+    dispatch_table = ChainMap(getattr(ForkingPickler, "_extra_reducers"), _ByValue.dispatch_table)
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, types.FunctionType):
+            module = sys.modules.get(getattr(obj, "__module__", None) or "")
+            if module is not None and module.__name__ != "__main__":
+                try:
+                    named = _unwrapped(module.__name__, obj.__qualname__)
+                except Exception:  # noqa: BLE001 - not a shadowed function
+                    named = None
+                if named is obj:
+                    return _unwrapped, (module.__name__, obj.__qualname__)
+        return super().reducer_override(obj)
+
+
+def _pickle_with(cls: type[pickle.Pickler], obj: Any, buffer_callback: Callable[[Any], Any] | None) -> bytes:
+    out = io.BytesIO()
+    cls(out, protocol=5, buffer_callback=buffer_callback).dump(obj)
+    return out.getvalue()
+
+
+# -- whole objects --------------------------------------------------------------------
+
+
+def _dumps(
+    obj: Any,
+    reader: Reader,
+    buffer_callback: Callable[[pickle.PickleBuffer], None] | None,
+    discard: Callable[[], None] = lambda: None,
+) -> bytes:
+    try:
+        main = pickle.dumps(obj, protocol=5, buffer_callback=buffer_callback)
+        if not (reader.checks_main and b"__main__" in main):
+            return main
+    except Exception:  # noqa: BLE001 - redone below, which reports its own error
+        pass
+    discard()  # buffers of the first attempt
+    return _pickle_with(_ToCaller if reader is Reader.CALLER else _ByValue, obj, buffer_callback)
+
+
+def dumps(obj: Any, reader: Reader) -> bytes:
+    """``obj`` pickled for ``reader``, buffers in band; raises ``pickle.PicklingError``
+    or ``TypeError`` if it cannot travel."""
+    return _dumps(obj, reader, None)
+
+
+def loads(data: bytes | memoryview) -> Any:
+    return pickle.loads(data)
+
+
+def dumps_job(obj: Any) -> bytes:
+    """``obj`` pickled for a worker that is being started (see ``_JobPickler``)."""
+    return _pickle_with(_JobPickler, obj, None)
+
+
+# -- messages -------------------------------------------------------------------------
+
+
+HEAD = struct.Struct("<QII")
+_LEN = struct.Struct("<Q")
+_ALIGN = 64
+_LARGE = 1 << 20
+_HUGEPAGE = getattr(mmap, "MADV_HUGEPAGE", None)
+
+
+def _aligned(offset: int) -> int:
+    return (offset + _ALIGN - 1) & ~(_ALIGN - 1)
+
+
+class Packed:
+    """A pickled message ready to be written: its stream, buffers and size."""
+
+    __slots__ = ("main", "buffers", "size")
+
+    def __init__(self, main: bytes, buffers: list[memoryview]) -> None:
+        self.main = main
+        self.buffers = buffers
+        offset = HEAD.size + _LEN.size * len(buffers) + len(main)
+        for buf in buffers:
+            offset = _aligned(offset) + buf.nbytes
+        self.size = offset
+
+
+def pack(obj: Any, reader: Reader) -> Packed:
+    """Pickle ``obj`` for ``reader``; raises ``pickle.PicklingError``/``TypeError`` if it cannot travel."""
+    raw: list[pickle.PickleBuffer] = []
+
+    def collect(buffer: pickle.PickleBuffer) -> None:
+        raw.append(buffer)
+
+    main = _dumps(obj, reader, collect, raw.clear)
+    return Packed(main, [b.raw() for b in raw])
+
+
+def pack_message(item: Any, reader: Reader, stage: str) -> Packed:
+    """``pack`` for an item a stage yielded; raises ``UnpicklableMessage`` naming the stage."""
+    try:
+        return pack(item, reader)
+    except Exception as exc:
+        raise _unpicklable(item, reader, stage, exc) from exc
+
+
+def dumps_message(item: Any, reader: Reader, stage: str) -> bytes:
+    """``dumps`` for an item a stage yielded; raises ``UnpicklableMessage`` naming the stage."""
+    try:
+        return dumps(item, reader)
+    except Exception as exc:
+        raise _unpicklable(item, reader, stage, exc) from exc
+
+
+def _unpicklable(item: Any, reader: Reader, stage: str, error: Exception) -> UnpicklableMessage:
+    to = "the caller" if reader is Reader.CALLER else "the next worker"
+    return UnpicklableMessage(
+        f"stage '{stage}' yielded a {type(item).__qualname__} that cannot be pickled to {to}: {error}"
+    )
+
+
+def write(slot: memoryview, packed: Packed) -> None:
+    """Lay ``packed`` into ``slot`` (which must hold ``packed.size`` bytes)."""
+    buffers = packed.buffers
+    HEAD.pack_into(slot, 0, len(packed.main), len(buffers), 0)
+    offset = HEAD.size
+    for buf in buffers:
+        _LEN.pack_into(slot, offset, buf.nbytes)
+        offset += _LEN.size
+    end = offset + len(packed.main)
+    slot[offset:end] = packed.main
+    offset = end
+    for buf in buffers:
+        offset = _aligned(offset)
+        end = offset + buf.nbytes
+        slot[offset:end] = buf.cast("B") if buf.ndim != 1 or buf.format != "B" else buf
+        offset = end
+
+
+def _private_copy(view: memoryview) -> Any:
+    """A writable copy of ``view`` that the reader owns.
+
+    Large buffers go into an anonymous mapping backed by huge pages where
+    the kernel allows: a fresh bytearray of tens of megabytes costs more in
+    page faults than in copying.
+    """
+    if view.nbytes < _LARGE:
+        return bytearray(view)
+    memory = mmap.mmap(-1, view.nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    if _HUGEPAGE is not None:
+        memory.madvise(_HUGEPAGE)
+    target = memoryview(memory)
+    target[:] = view
+    return target
+
+
+def read(slot: memoryview, copy: bool) -> Any:
+    """The message in ``slot``; its buffers copied unless ``copy`` is False."""
+    main_len, count, _ = HEAD.unpack_from(slot, 0)
+    offset = HEAD.size
+    lengths = []
+    for _ in range(count):
+        lengths.append(_LEN.unpack_from(slot, offset)[0])
+        offset += _LEN.size
+    main = slot[offset : offset + main_len]
+    offset += main_len
+    buffers: list[Any] = []
+    for length in lengths:
+        offset = _aligned(offset)
+        view = slot[offset : offset + length]
+        buffers.append(_private_copy(view) if copy else view)
+        offset += length
+    return pickle.loads(main, buffers=buffers)
+
+
+# -- exceptions -------------------------------------------------------------------------
+
+
+Frames = list[tuple[str, int, str]]  # (file, line, function), outermost call first
+
+
+class PortableError:
+    """An exception on its way to the caller, with what is known of it.
+
+    Pickled, it carries the exception pickled for the caller on its own, so
+    that an exception that cannot travel still leaves its type name,
+    message, frames and traceback text; ``unwrap()`` in the caller gives the
+    exception back, or a ``StageError`` that says why it could not.
+    Unpickled nowhere (threads), it is the exception itself.
+    """
+
+    __slots__ = ("error", "data", "type_name", "message", "chain", "text", "why")
+
+    data: bytes | None  # the exception pickled for the caller, once it crossed
+    type_name: str
+    message: str
+    # The exception, then what it was raised from or while handling, each as
+    # (type name, message, frames, how it led to the one before: "cause" or "context").
+    chain: list[tuple[str, str, Frames, str]]
+    text: str  # its traceback as formatted where it was raised
+    why: str  # why ``data`` is None, if it is
+
+    def __init__(self, error: BaseException | None, **known: Any) -> None:
+        self.error = error
+        if error is not None:
+            known = {
+                "data": None,
+                "type_name": type(error).__qualname__,
+                "message": str(error),
+                "chain": _chain(error),
+                "text": "".join(traceback.format_exception(type(error), error, error.__traceback__)),
+                "why": "",
+            }
+        for name, value in known.items():
+            setattr(self, name, value)
+
+    @property
+    def frames(self) -> Frames:
+        """Where the exception was raised: its traceback's frames."""
+        return self.chain[0][2]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        data, why = (None, "") if self.error is not None else (self.data, self.why)
+        if self.error is not None:
+            try:
+                data = dumps(self.error, Reader.CALLER)
+            except Exception as exc:  # noqa: BLE001 - described instead
+                why = f"it cannot be pickled: {exc}"
+        known = {
+            "data": data,
+            "type_name": self.type_name,
+            "message": self.message,
+            "chain": self.chain,
+            "text": self.text,
+            "why": why,
+        }
+        return (_portable_error, (known,))
+
+    @property
+    def remote(self) -> bool:
+        """Whether this crossed a process boundary (its traceback did not)."""
+        return self.error is None
+
+    def unwrap(self) -> BaseException:
+        """The exception, or a ``StageError`` with what is known and why it is not itself."""
+        if self.error is not None:
+            return self.error
+        why = self.why
+        if self.data is not None:
+            try:
+                error: BaseException = pickle.loads(self.data)
+                return error
+            except Exception as exc:  # noqa: BLE001 - described instead
+                why = f"it cannot be rebuilt in the caller: {type(exc).__name__}: {exc}"
+        return StageError(f"{self.type_name}: {self.message} ({why})", self.type_name, self.text)
+
+
+def _chain(error: BaseException, most: int = 8) -> list[tuple[str, str, Frames, str]]:
+    chain: list[tuple[str, str, Frames, str]] = []
+    seen: set[int] = set()
+    link = ""
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen and len(chain) < most:
+        seen.add(id(current))
+        frames = [(f.filename, f.lineno or 0, f.name) for f in traceback.extract_tb(current.__traceback__)]
+        chain.append((type(current).__qualname__, str(current), frames, link))
+        if current.__cause__ is not None:
+            current, link = current.__cause__, "cause"
+        elif current.__context__ is not None and not current.__suppress_context__:
+            current, link = current.__context__, "context"
+        else:
+            current = None
+    return chain
+
+
+def _portable_error(known: dict[str, Any]) -> PortableError:
+    return PortableError(None, **known)

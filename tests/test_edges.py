@@ -1,0 +1,259 @@
+"""The edge contract, once for every transport (``streamflow._transport.Edge``).
+
+Each test runs over every edge class: the in-process queue, shared-memory
+slots with and without ``max_message_size``, and the Ray channel.  Producers
+and consumers are threads of this process; the contract is the same across
+processes, which the flow tests cover.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from streamflow._transport import Aborted, DownstreamClosed, Edge
+from streamflow._transport._local import LocalEdge
+from streamflow._transport._memory import new_run_id, sweep
+from streamflow._transport._serialize import Reader
+from streamflow._transport._shm import ShmEdge
+
+pytestmark = pytest.mark.timeout(30)
+
+MakeEdge = Callable[[int, int, int], Edge]
+
+
+def _shm(max_message_size: int | None) -> MakeEdge:
+    def make(capacity: int, producers: int, consumers: int) -> Edge:
+        return ShmEdge(
+            name="edge",
+            capacity=capacity,
+            producers=producers,
+            consumers=consumers,
+            max_message_size=max_message_size,
+            shared_buffer=False,
+            run_id=new_run_id(),
+            forked=True,
+            reader=Reader.CALLER,
+        )
+
+    return make
+
+
+def _ray(request: pytest.FixtureRequest) -> MakeEdge:
+    pytest.importorskip("ray")
+    request.getfixturevalue("ray_cluster")
+    request.node.add_marker(pytest.mark.foreign_fds)
+    from streamflow._transport._ray import RayEdge
+
+    def make(capacity: int, producers: int, consumers: int) -> Edge:
+        return RayEdge(
+            name="edge",
+            capacity=capacity,
+            producers=producers,
+            consumers=consumers,
+            shared_buffer=False,
+            reader=Reader.CALLER,
+        )
+
+    return make
+
+
+@pytest.fixture(params=["local", "shm-slots", "shm-unbounded", "ray"])
+def make_edge(request: pytest.FixtureRequest) -> Iterator[MakeEdge]:
+    """A factory of edges of one transport; every edge made is closed afterwards."""
+    made: list[Edge] = []
+    factories: dict[str, Callable[[], MakeEdge]] = {
+        "local": lambda: lambda c, p, n: LocalEdge(c, p, n),
+        "shm-slots": lambda: _shm(4096),
+        "shm-unbounded": lambda: _shm(None),
+        "ray": lambda: _ray(request),
+    }
+    factory = factories[request.param]()
+
+    def make(capacity: int, producers: int = 1, consumers: int = 1) -> Edge:
+        edge = factory(capacity, producers, consumers)
+        made.append(edge)
+        return edge
+
+    yield make
+    for edge in made:
+        edge.close()
+        run_id = getattr(edge, "run_id", None)
+        if run_id is not None:
+            sweep(run_id)
+
+
+class Producer(threading.Thread):
+    """Sends ``items`` through one sender of ``edge``, counting what it sent."""
+
+    def __init__(self, edge: Edge, endpoint: int, items: list[Any], close: bool = True) -> None:
+        super().__init__(daemon=True)
+        self.sender = edge.sender(endpoint)
+        self.items, self.close = items, close
+        self.sent = 0
+        self.progress = threading.Condition()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            for item in self.items:
+                self.sender.reserve()
+                self.sender.send(item)
+                with self.progress:
+                    self.sent += 1
+                    self.progress.notify_all()
+            if self.close:
+                self.sender.close()
+        except BaseException as exc:  # noqa: BLE001 - checked by the test
+            self.error = exc
+
+    def wait_sent(self, count: int) -> None:
+        with self.progress:
+            assert self.progress.wait_for(lambda: self.sent >= count, timeout=10), f"sent {self.sent}"
+
+
+def _blocked(thread: threading.Thread) -> bool:
+    """Whether ``thread`` stays blocked (a negative can only be checked with a wait)."""
+    thread.join(0.3)
+    return thread.is_alive()
+
+
+def test_a_producer_holds_at_most_capacity_packets(make_edge: MakeEdge) -> None:
+    edge = make_edge(3)
+    producer = Producer(edge, 0, list(range(10)))
+    producer.start()
+    producer.wait_sent(3)
+    assert _blocked(producer) and producer.sent == 3
+    receiver = edge.receiver(0)
+    for index in range(10):
+        assert next(receiver) == index
+        # Asking for packet ``index`` may have released the slots of those before it.
+        assert producer.sent <= 3 + index
+    producer.join(10)
+    with pytest.raises(StopIteration):
+        next(receiver)
+    receiver.finish()
+    assert producer.error is None
+
+
+def test_capacity_one_is_lockstep(make_edge: MakeEdge) -> None:
+    edge = make_edge(1)
+    producer = Producer(edge, 0, ["a", "b", "c"])
+    producer.start()
+    producer.wait_sent(1)
+    receiver = edge.receiver(0)
+    assert next(receiver) == "a"
+    assert _blocked(producer) and producer.sent == 1  # "a" is still being consumed
+    assert next(receiver) == "b"  # asking for it freed the slot "a" held
+    producer.wait_sent(2)
+    assert _blocked(producer) and producer.sent == 2
+    assert next(receiver) == "c"
+    producer.join(10)
+    with pytest.raises(StopIteration):
+        next(receiver)
+    receiver.finish()
+    assert producer.error is None
+
+
+def test_each_producers_packets_arrive_in_order(make_edge: MakeEdge) -> None:
+    edge = make_edge(4, 3, 1)
+    producers = [Producer(edge, p, [(p, i) for i in range(50)]) for p in range(3)]
+    for producer in producers:
+        producer.start()
+    received = list(edge.receiver(0))
+    for producer in producers:
+        producer.join(10)
+        assert producer.error is None
+    assert len(received) == 150
+    for p in range(3):
+        assert [i for q, i in received if q == p] == list(range(50))
+
+
+def test_the_stream_ends_when_every_producer_closed(make_edge: MakeEdge) -> None:
+    edge = make_edge(4, 2, 2)
+    first = Producer(edge, 0, [1, 2, 3])
+    last = Producer(edge, 1, [4, 5], close=False)
+    first.start()
+    last.start()
+    receivers = [edge.receiver(0), edge.receiver(1)]
+    got: list[list[int]] = [[], []]
+
+    def consume(index: int) -> None:
+        for item in receivers[index]:
+            got[index].append(item)
+
+    consumers = [threading.Thread(target=consume, args=(i,), daemon=True) for i in range(2)]
+    for consumer in consumers:
+        consumer.start()
+    first.join(10)
+    last.join(10)
+    assert all(_blocked(c) for c in consumers)  # one producer has not closed yet
+    last.sender.close()
+    for consumer in consumers:
+        consumer.join(10)
+        assert not consumer.is_alive()
+    assert sorted(got[0] + got[1]) == [1, 2, 3, 4, 5]
+
+
+def test_abort_wakes_a_blocked_sender_and_a_blocked_receiver(make_edge: MakeEdge) -> None:
+    full = make_edge(1)
+    producer = Producer(full, 0, [1, 2])
+    producer.start()
+    producer.wait_sent(1)
+    empty = make_edge(1)
+    raised: list[BaseException] = []
+
+    def receive() -> None:
+        try:
+            next(empty.receiver(0))
+        except BaseException as exc:  # noqa: BLE001
+            raised.append(exc)
+
+    consumer = threading.Thread(target=receive, daemon=True)
+    consumer.start()
+    assert _blocked(producer) and _blocked(consumer)
+    full.abort()
+    empty.abort()
+    producer.join(10)
+    consumer.join(10)
+    assert isinstance(producer.error, Aborted)
+    assert len(raised) == 1 and isinstance(raised[0], Aborted)
+
+
+def test_a_producer_learns_when_every_consumer_stopped(make_edge: MakeEdge) -> None:
+    edge = make_edge(1, 1, 2)
+    producer = Producer(edge, 0, list(range(10)))
+    producer.start()
+    first, second = edge.receiver(0), edge.receiver(1)
+    assert next(first) == 0
+    first.finish()
+    assert _blocked(producer)
+    second.finish()
+    producer.join(10)
+    assert isinstance(producer.error, DownstreamClosed)
+
+
+def test_an_unused_reservation_is_given_back(make_edge: MakeEdge) -> None:
+    edge = make_edge(1)
+    sender = edge.sender(0)
+    sender.reserve()
+    sender.unreserve()
+    sender.reserve()  # the one slot is free again
+    sender.send("only")
+    sender.close()
+    assert list(edge.receiver(0)) == ["only"]
+
+
+def test_moved_counts_packets(make_edge: MakeEdge) -> None:
+    edge = make_edge(4)
+    before = edge.moved()
+    sender = edge.sender(0)
+    for item in range(3):
+        sender.reserve()
+        sender.send(item)
+    sender.close()
+    assert list(edge.receiver(0)) == [0, 1, 2]
+    assert edge.moved() != before
