@@ -319,6 +319,7 @@ def _stats_cost(settings: Settings) -> Iterator[Row]:
     """Microseconds a packet costs a stage for its counters (in and out), in one process."""
     # The counters cannot be switched off through the public API: time the
     # worker loop's own pieces against a bare loop.
+    from streamflow._runtime._counters import Counters
     from streamflow._runtime._worker import _Counted, _pump
     from streamflow._stats import WIDTH
 
@@ -327,8 +328,9 @@ def _stats_cost(settings: Settings) -> Iterator[Row]:
     row = [0.0] * WIDTH
 
     def counted() -> float:
+        counters = Counters(row)
         started = time.perf_counter()
-        _pump(iter(_Counted(iter(items), row)), _NullSender(), row)  # type: ignore[arg-type]
+        _pump(iter(_Counted(iter(items), counters)), _NullSender(), counters)  # type: ignore[arg-type]
         return (time.perf_counter() - started) / n * 1e6
 
     def plain() -> float:

@@ -170,9 +170,11 @@ class _Composite:
             compose(input, self._stages[0])  # the input's items must fit too
             stages = (source(input, name="input"), *stages)
         config = RunConfig.of(options)
+        for stage in stages:
+            stage.claim()
         plan = build_plan(stages)
         with _runtime.deferred_interrupts():  # a Ctrl-C now stops the start-up cleanly
-            return Run(_runtime.start(plan, config), plan, config.progress)
+            return Run(_runtime.start(plan, config), plan, config.backend, config.progress)
 
 
 def compose_all(stages: tuple[Stage[Any, Any, Any], ...]) -> Any:

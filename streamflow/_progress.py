@@ -22,17 +22,23 @@ class Progress:
         self,
         stats: Callable[[], list[StageStats]],
         done: Callable[[], bool],
+        names: list[str],
         stream: TextIO | None = None,
         *,
         bars: bool = True,
     ) -> None:
-        """Draw ``stats()`` until ``done()``; ``bars``: use tqdm when it is installed."""
+        """Draw ``stats()`` of the stages ``names`` until ``done()``.
+
+        ``bars``: use tqdm when it is installed.  Times and rates count from
+        now, the start of the run.
+        """
         self._stats = stats
         self._done = done
         self._stream = stream or sys.stderr
-        self._use_tqdm = bars
+        self._started = time.perf_counter()
+        self._bars = _tqdm_bars(names, self._stream) if bars else []
+        self._drawn = False
         self._stopped = threading.Event()
-        self._bars: list[Any] | None = None
         self._thread = threading.Thread(target=self._loop, name="streamflow-progress", daemon=True)
         self._thread.start()
 
@@ -45,11 +51,10 @@ class Progress:
             self._thread.join()
 
     def _loop(self) -> None:
-        started = time.perf_counter()
         try:
             while not self._stopped.wait(_REFRESH) and not self._done():
-                self._draw(time.perf_counter() - started)
-            self._draw(time.perf_counter() - started)
+                self._draw(time.perf_counter() - self._started)
+            self._draw(time.perf_counter() - self._started)
         finally:
             self._close()
 
@@ -57,12 +62,10 @@ class Progress:
         stages = self._stats()
         if not stages:
             return
-        if self._bars is None:
-            self._bars = _tqdm_bars([s.stage for s in stages], self._stream) if self._use_tqdm else []
+        self._drawn = True
         if self._bars:
             for bar, stage in zip(self._bars, stages):
-                bar.n = stage.items_out or stage.items_in
-                bar.refresh()
+                bar.update((stage.items_out or stage.items_in) - bar.n)  # tqdm times the updates
             return
         parts = [
             f"{s.stage} {s.items_out or s.items_in} ({(s.items_out or s.items_in) / elapsed:.0f}/s)"
@@ -72,10 +75,9 @@ class Progress:
         self._stream.flush()
 
     def _close(self) -> None:
-        if self._bars:
-            for bar in self._bars:
-                bar.close()
-        elif self._bars is not None:
+        for bar in self._bars:
+            bar.close()
+        if not self._bars and self._drawn:
             self._stream.write("\n")
             self._stream.flush()
 

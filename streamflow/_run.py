@@ -28,16 +28,17 @@ class Run(Generic[O, R]):
     ``cancel()``, stops the flow.
     """
 
-    def __init__(self, execution: Execution, plan: Plan, progress: bool) -> None:
+    def __init__(self, execution: Execution, plan: Plan, backend: str, progress: bool) -> None:
         self._execution = execution
         self._plan = plan
+        self._backend = backend
         sink = plan.sink
         self._sink_workers = None if sink is None else sink.workers  # None: an open flow
         self._progress = None
         if progress:
             from ._progress import Progress
 
-            self._progress = Progress(self.stats, self.done)
+            self._progress = Progress(self.stats, self.done, [node.name for node in plan.nodes])
 
     # -- the future -------------------------------------------------------------
 
@@ -91,7 +92,7 @@ class Run(Generic[O, R]):
     def report(self) -> str:
         """A table of the stages that names the bottleneck and what to try."""
         stages = self.stats()
-        return report(stages) if stages else "no statistics (the inline backend keeps none)"
+        return report(stages, self._backend) if stages else "no statistics (the inline backend keeps none)"
 
     def to_dot(self) -> str:
         """The flow as Graphviz text, with each stage's rate so far."""

@@ -8,21 +8,24 @@ follows the kind, so mypy and the runtime agree on what may be composed.
 
 from __future__ import annotations
 
+import dis
 import importlib
 import inspect
 import typing
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from typing_extensions import Concatenate, Never, ParamSpec, Self, Unpack
 
-from ._errors import FlowTypeError
-from ._options import StageArgs, StageOptions
+from ._errors import FlowTypeError, StreamflowError
+from ._options import RunOptions, StageArgs, StageOptions
 from ._signature import Kind, Signature, analyse, plainly_contradicts, short
-from ._typecheck import show
+from ._typecheck import element_type, show
 
 if TYPE_CHECKING:
     from ._flow import ClosedFlow, Flow
+    from ._run import Run
 
 __all__ = ["Processor", "Sink", "Source", "Stage", "source", "stage"]
 
@@ -141,7 +144,12 @@ class Stage(Generic[P, I, O]):
     @property
     def one_shot(self) -> bool:
         """Whether this is a source over an iterator that can be read only once, in the caller."""
-        return self.fn is _iterate and isinstance(self._bound["items"], Iterator)
+        return self.fn is _iterate and isinstance(self._bound["items"], _OneShot)
+
+    def claim(self) -> None:
+        """Take this stage's one-shot input for a run; raises ``StreamflowError`` if a run took it."""
+        if self.one_shot:
+            self._bound["items"].claim(self.name)
 
     # -- making variants ----------------------------------------------------
 
@@ -286,9 +294,31 @@ def _rebuild_named(module: str, qualname: str, options: StageOptions, bound: Map
 
 
 class Source(Stage[P, Never, O]):
-    """A stage that produces a stream from its constants alone."""
+    """A stage that produces a stream from its constants alone; on its own, a flow."""
 
     __slots__ = ()
+
+    def _flow(self) -> Flow[Never, O]:
+        from ._flow import compose_all
+
+        flow: Flow[Never, O] = compose_all((self,))
+        return flow
+
+    def __iter__(self) -> Iterator[O]:
+        """Run with default options, yielding items (see ``Flow``)."""
+        return iter(self._flow())
+
+    def iter(self, **options: Unpack[RunOptions]) -> Run[O, list[O]]:
+        """Start it and return its items as an iterator (and context manager)."""
+        return self._flow().iter(**options)
+
+    def start(self, **options: Unpack[RunOptions]) -> Run[O, list[O]]:
+        """Start it; iterate the returned ``Run`` for its items."""
+        return self._flow().start(**options)
+
+    def run(self, **options: Unpack[RunOptions]) -> list[O]:
+        """Run it to its end and return all its items as a list."""
+        return self._flow().run(**options)
 
     if TYPE_CHECKING:
 
@@ -345,7 +375,41 @@ def _make(fn: Callable[..., Any], options: StageArgs) -> Stage[Any, Any, Any]:
     if isinstance(fn, Stage):
         return fn.options(**options)
     sig = analyse(fn)
+    if sig.kind == "source":
+        _warn_if_unannotated_stream(fn, sig)
     return _CLASSES[sig.kind](fn, StageOptions().replaced(options), _sig=sig)
+
+
+_STREAM_NAMES = {"stream", "items", "xs", "inputs", "iterable", "rows", "records", "lines", "chunks", "batches"}
+
+
+def _warn_if_unannotated_stream(fn: Callable[..., Any], sig: Signature) -> None:
+    """Warn when a source's unannotated first parameter looks like an input stream."""
+    first = sig.constants[0] if sig.constants else None
+    if first is None or first.name in sig.hints or first.kind not in (first.POSITIONAL_ONLY, first.POSITIONAL_OR_KEYWORD):
+        return
+    if first.name not in _STREAM_NAMES and not _iterates(fn, first.name):
+        return
+    warnings.warn(
+        f"stage '{getattr(fn, '__name__', fn)}' has no annotation on its first parameter "
+        f"'{first.name}', so it is a source and '{first.name}' a constant ({sig.where}); if "
+        f"'{first.name}' is its input stream, annotate it ('{first.name}: Iterable[X]'), and "
+        f"if it is a constant, annotate it too ('{first.name}: list[str]') to say so",
+        UserWarning,
+        stacklevel=4,
+    )
+
+
+def _iterates(fn: Callable[..., Any], name: str) -> bool:
+    """Whether ``fn``'s code loops over its parameter ``name``."""
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return False
+    instructions = list(dis.get_instructions(code))
+    return any(
+        load.opname == "LOAD_FAST" and load.argval == name and use.opname in ("GET_ITER", "GET_YIELD_FROM_ITER")
+        for load, use in zip(instructions, instructions[1:])
+    )
 
 
 class _Decorator(typing.Protocol):
@@ -401,23 +465,53 @@ def _iterate(*, items: Any) -> Iterator[Any]:
     yield from items
 
 
+class _OneShot:
+    """An iterator (a generator, an open file) that a flow can read in one run only."""
+
+    __slots__ = ("_items", "_claimed")
+
+    def __init__(self, items: Iterator[Any]) -> None:
+        self._items = items
+        self._claimed = False
+
+    def claim(self, stage: str) -> None:
+        if self._claimed:
+            raise StreamflowError(
+                f"source '{stage}' reads a {type(self._items).__name__}, which an earlier run of "
+                "this flow already used up: an iterator can be read once; pass a list (or any "
+                "iterable that can be read again), or build the flow again with a new iterator"
+            )
+        self._claimed = True
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._items
+
+    def __repr__(self) -> str:
+        return repr(self._items)
+
+
 def source(items: Iterable[T], *, name: str | None = None) -> Source[[], T]:
     """A source stage that yields the items of any iterable.
 
-    Picklable iterables (lists, ranges) travel to a worker; others
-    (generators, files) are read in the caller's process and fed to the flow.
+    Picklable iterables (lists, ranges) travel to a worker and are read
+    again by every run; iterators (generators, open files) are read once,
+    in the caller's process, by the first run (a second run raises
+    ``StreamflowError``).  The items' type takes part in the checks at
+    ``|`` where it is cheap to read: ranges, and lists, tuples and sets
+    (from the types of their first 1,000 items).
     """
-    item_type: Any = int if isinstance(items, range) else Any
+    kind = type(items).__name__
+    read: Any = _OneShot(items) if isinstance(items, Iterator) else items
     sig = Signature(
         kind="source",
         stream_param=None,
         constants=(inspect.Parameter("items", inspect.Parameter.KEYWORD_ONLY),),
         input_type=None,
-        output_type=item_type,
+        output_type=element_type(read),
         input_annotated=False,
         output_annotated=True,
         hints={},
-        where=f"source({type(items).__name__})",
+        where=f"from a {kind}",
     )
-    label = name or f"source({type(items).__name__})"
-    return Source(_iterate, StageOptions(name=label), {"items": items}, _sig=sig)
+    label = name or f"source({kind})"
+    return Source(_iterate, StageOptions(name=label), {"items": read}, _sig=sig)

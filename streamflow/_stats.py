@@ -11,6 +11,7 @@ variables and write their row every few packets and at the end.
 from __future__ import annotations
 
 import dataclasses
+import os
 import textwrap
 import time
 from collections.abc import Sequence
@@ -39,16 +40,17 @@ class WorkerStats:
 
 @dataclasses.dataclass(frozen=True)
 class StageStats:
-    """A stage's workers added up."""
+    """A stage's workers added up; times in seconds."""
 
     stage: str
     workers: int
     items_in: int
     items_out: int
-    busy: float
+    busy: float  # all its workers together
     waiting: float
     blocked: float
-    elapsed: float
+    elapsed: float  # the longest any of its workers has been alive
+    run_elapsed: float = 0.0  # since the run's first worker started: the same for every stage
 
     @property
     def busy_share(self) -> float:
@@ -58,9 +60,10 @@ class StageStats:
 
     @property
     def rate(self) -> float:
-        """Items out (or in, for a sink) per second."""
+        """Items out (or in, for a sink) per second of the run: comparable across stages."""
         items = self.items_out or self.items_in
-        return items / self.elapsed if self.elapsed > 0 else 0.0
+        seconds = self.run_elapsed or self.elapsed
+        return items / seconds if seconds > 0 else 0.0
 
 
 class StatsTable:
@@ -122,6 +125,7 @@ class StatsTable:
         by_stage: dict[str, list[WorkerStats]] = {}
         for stats in self.workers():
             by_stage.setdefault(stats.stage, []).append(stats)
+        run_elapsed = self._run_elapsed()
         return [
             StageStats(
                 stage=name,
@@ -132,9 +136,27 @@ class StatsTable:
                 waiting=sum(r.waiting for r in rows),
                 blocked=sum(r.blocked for r in rows),
                 elapsed=max(r.elapsed for r in rows),
+                run_elapsed=run_elapsed,
             )
             for name, rows in by_stage.items()
         ]
+
+    def _run_elapsed(self) -> float:
+        """From the first worker's start to the last one's end (or now)."""
+        now = time.perf_counter()
+        started: list[float] = []
+        ended: list[float] = []
+        running = False
+        for node, (_, workers) in enumerate(self._names):
+            for worker in range(workers):
+                row = self.row(node, worker)
+                if row[STARTED]:
+                    started.append(float(row[STARTED]))
+                    running = running or not row[ENDED]
+                    ended.append(float(row[ENDED]))
+        if not started:
+            return 0.0
+        return (now if running else max(ended)) - min(started)
 
     def release(self) -> None:
         """Let go of the shared buffer, keeping a private copy of the counters."""
@@ -153,15 +175,31 @@ def bottleneck(stages: Sequence[StageStats]) -> StageStats | None:
     return max(active, key=lambda s: s.busy / s.workers, default=None)
 
 
-def advice(stage: StageStats, stages: Sequence[StageStats]) -> str:
-    """What to try to speed up a flow bottlenecked on ``stage``."""
+def advice(stage: StageStats, stages: Sequence[StageStats], backend: str, cores: int) -> str:
+    """What to try to speed up a flow bottlenecked on ``stage``, on ``cores`` cores."""
     if stage.busy_share < 0.5:
         return (
             "no stage is busy most of the time: the flow waits on its edges; raise "
             "packets_in_flight, or set max_message_size if messages are large"
         )
     index = list(stages).index(stage)
-    tips = [f"give '{stage.stage}' more workers (workers={stage.workers + 1} or more)"]
+    busy_workers = sum(s.workers for s in stages if s.busy_share >= 0.5)
+    if backend == "thread":
+        tips = [
+            f"if '{stage.stage}' waits on I/O or on code that releases the GIL (numpy, most "
+            f"I/O), give it more workers; if it runs Python code, threads share one core: "
+            f"use the process backend"
+        ]
+    elif backend != "ray" and busy_workers >= cores:
+        tips = [
+            f"this machine's {cores} cores already run {busy_workers} busy workers, so more "
+            f"workers will not help '{stage.stage}': make it cheaper (profile its function), "
+            f"or run on more cores (backend='ray')"
+        ]
+    elif backend == "ray":
+        tips = [f"give '{stage.stage}' more workers (workers={stage.workers + 1} or more), as the cluster allows"]
+    else:
+        tips = [f"give '{stage.stage}' more workers (workers={stage.workers + cores - busy_workers})"]
     if index > 0 and stages[index - 1].blocked > stages[index - 1].busy:
         tips.append(
             f"'{stages[index - 1].stage}' spends most of its time blocked on it; a larger "
@@ -170,8 +208,15 @@ def advice(stage: StageStats, stages: Sequence[StageStats]) -> str:
     return "; ".join(tips)
 
 
-def report(stages: Sequence[StageStats]) -> str:
-    """A table of ``stages`` naming the bottleneck and what to try."""
+def report(stages: Sequence[StageStats], backend: str = "process", cores: int | None = None) -> str:
+    """A table of ``stages`` naming the bottleneck and what to try.
+
+    ``rate/s`` is items out (in, for a sink) per second of the run so far;
+    ``busy``, ``waiting`` and ``blocked`` are shares of the time its workers
+    were alive.  ``cores``: of this machine, by default.
+    """
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     lines = [
         f"{'stage':20} {'workers':>7} {'in':>9} {'out':>9} {'rate/s':>10} "
         f"{'busy':>6} {'waiting':>8} {'blocked':>8}"
@@ -186,6 +231,7 @@ def report(stages: Sequence[StageStats]) -> str:
         )
     if slowest is not None:
         lines.append("")
-        text = f"bottleneck: '{slowest.stage}' ({slowest.busy_share:.0%} busy); try: {advice(slowest, stages)}"
+        tips = advice(slowest, stages, backend, cores)
+        text = f"bottleneck: '{slowest.stage}' ({slowest.busy_share:.0%} busy); try: {tips}"
         lines.extend(textwrap.wrap(text, width=88, subsequent_indent="  "))
     return "\n".join(lines)

@@ -20,7 +20,7 @@ from typing import Any, TypeVar, Union, get_args, get_origin
 
 from typing_extensions import Annotated, Literal, Never, NoReturn, is_protocol
 
-__all__ = ["TypeConflict", "is_subtype", "show", "stream_item", "substitute"]
+__all__ = ["TypeConflict", "element_type", "is_subtype", "show", "stream_item", "substitute"]
 
 _NONE = type(None)
 _UNION_TYPES: tuple[Any, ...] = (Union, types.UnionType)
@@ -45,21 +45,32 @@ class TypeConflict(Exception):
 
 
 def show(hint: Any) -> str:
-    """A hint written the way it appears in source code."""
+    """A hint written the way it appears in source code: ``list[Row]``, ``int | None``."""
     hint = _strip(hint)
     if hint is _NONE:
         return "None"
     if hint is Any:
         return "Any"
-    if isinstance(hint, (TypeVar, typing.NewType)):
-        return hint.__name__
-    if isinstance(hint, type) and get_origin(hint) is None:
-        return hint.__qualname__ if hint.__module__ != "builtins" else hint.__name__
+    if hint is Ellipsis:
+        return "..."
+    if isinstance(hint, (list, tuple)):  # a Callable's parameters
+        return "[" + ", ".join(show(arg) for arg in hint) + "]"
+    if isinstance(hint, typing.ForwardRef):
+        return hint.__forward_arg__
+    if isinstance(hint, (TypeVar, typing.NewType, typing.ParamSpec)):
+        return str(hint.__name__)
     origin = get_origin(hint)
+    if isinstance(hint, type) and origin is None:
+        return hint.__name__ if hint.__module__ == "builtins" else hint.__qualname__
     if origin in _UNION_TYPES:
         return " | ".join(show(arg) for arg in get_args(hint))
-    text = repr(hint).replace("typing.", "").replace("collections.abc.", "")
-    return text
+    if origin is Literal:
+        return "Literal[" + ", ".join(repr(arg) for arg in get_args(hint)) + "]"
+    if origin is not None:
+        args = get_args(hint)
+        name = getattr(origin, "__name__", None) or str(origin).rpartition(".")[2]
+        return f"{name}[{', '.join(show(arg) for arg in args)}]" if args else name
+    return str(getattr(hint, "__name__", None) or repr(hint))
 
 
 def stream_item(hint: Any, *, producer: bool) -> tuple[bool, Any]:
@@ -360,3 +371,37 @@ def _tuple_fits(src_args: tuple[Any, ...], dst_args: tuple[Any, ...], bindings: 
     if src_var or len(src_args) != len(dst_args):
         return False
     return all(_subtype(_strip(s), _strip(d), bindings) for s, d in zip(src_args, dst_args))
+
+
+_SAMPLE = 1000  # items of a literal source whose types are read
+_MOST_TYPES = 8  # distinct item types a literal source may have and still be checked
+
+
+def element_type(items: Any) -> Any:
+    """What iterating ``items`` yields, where that is cheap to know, else ``Any``.
+
+    A range yields ``int``; a list, tuple, set or frozenset yields the union
+    of the types of its first ``_SAMPLE`` items (an item beyond them that
+    differs goes unseen, as it would with no check); a dict yields its keys.
+    """
+    if isinstance(items, range):
+        return int
+    if isinstance(items, dict):
+        items = items.keys()
+    elif not isinstance(items, (list, tuple, set, frozenset)):
+        return Any
+    seen: list[type] = []
+    for index, item in enumerate(items):
+        if index == _SAMPLE:
+            break
+        kind = type(item)
+        if kind not in seen:
+            seen.append(kind)
+            if len(seen) > _MOST_TYPES:
+                return Any
+    if not seen:
+        return Any
+    union: Any = seen[0]
+    for kind in seen[1:]:
+        union = Union[union, kind]
+    return union

@@ -141,10 +141,13 @@ def unannotated_source(n: int):  # type: ignore[no-untyped-def]  # noqa: ANN201
     yield from range(n)
 
 
-@sf.stage
 def unannotated_stream(xs, k: int = 0) -> Iterator[int]:  # type: ignore[no-untyped-def]  # noqa: ANN001
     for x in xs:
         yield x + k
+
+
+with pytest.warns(UserWarning, match="no annotation on its first parameter 'xs'"):
+    unannotated_stream = sf.stage(unannotated_stream)  # type: ignore[assignment]
 
 
 # -- the link check -----------------------------------------------------------------
@@ -365,3 +368,20 @@ def test_flows_pickle_round_trip(flow: Any) -> None:
     assert copy.output_type == flow.output_type
     given = None if flow.has_source else [1, 2]
     assert copy.run(given, backend="inline") == flow.run(given, backend="inline")
+
+
+def test_literal_sources_take_part_in_the_checks() -> None:
+    @sf.stage
+    def total(xs: Iterable[int]) -> int:
+        return sum(xs)
+
+    with pytest.raises(sf.FlowTypeError, match=r"'source\(list\)' yields str, 'total' consumes int"):
+        ["a", "b"] | total
+    with pytest.raises(sf.FlowTypeError, match=r"yields int \| str, 'total' consumes int"):
+        sf.source([1, "b"]) | total
+    with pytest.raises(sf.FlowTypeError, match=r"yields str"):
+        ("x",) | total
+    assert ([1, 2, True] | total).run(backend="inline") == 4  # bool is an int
+    assert ({3: "three"} | total).run(backend="inline") == 3  # a dict yields its keys
+    assert ([] | total).run(backend="inline") == 0  # nothing to read: unchecked
+    assert ((x for x in [1]) | total).run(backend="inline") == 1  # an iterator: unchecked

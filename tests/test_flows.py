@@ -247,3 +247,20 @@ def test_packets_in_flight_bounds_the_edge(parallel_opts: dict[str, Any]) -> Non
     spans = (tracked_source(n=200, built=built) | check_bound(built=built)).run(**parallel_opts)
     assert max(spans) <= 3
     assert len(spans) == 200
+
+
+def test_a_generator_source_used_up_by_an_earlier_run_says_so(opts: dict[str, Any]) -> None:
+    flow = sf.source(x for x in range(5)) | square
+    assert flow.run(**opts) == [0, 1, 4, 9, 16]
+    with pytest.raises(sf.StreamflowError, match=r"reads a generator, which an earlier run of this flow already used up"):
+        flow.run(**opts)
+    again = sf.source([1, 2]) | square  # a list is read again by every run
+    assert again.run(**opts) == again.run(**opts) == [1, 4]
+
+
+def test_a_source_alone_is_a_flow(opts: dict[str, Any]) -> None:
+    assert count_to(n=4).run(**opts) == [0, 1, 2, 3]
+    with count_to(n=3).iter(**opts) as items:
+        assert list(items) == [0, 1, 2]
+    assert list(count_to(n=2)) == [0, 1]
+    assert sf.source(["a", "b"]).run(**opts) == ["a", "b"]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import re
 import select
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -12,6 +14,8 @@ import pytest
 
 import streamflow as sf
 from streamflow._progress import Progress
+from streamflow._stats import StageStats, report
+from tests.conftest import scaled
 from tests.stages import count_to, forever, square, total
 
 
@@ -109,7 +113,7 @@ def test_the_inline_backend_reports_no_stats() -> None:
 def test_progress_draws_a_line_per_refresh_and_ends_it() -> None:
     run = (count_to(n=2000) | square | total).start(backend="thread")
     stream = io.StringIO()
-    progress = Progress(run.stats, run.done, stream, bars=False)
+    progress = Progress(run.stats, run.done, ['count_to', 'square', 'total'], stream, bars=False)
     run.result()
     progress.stop()
     text = stream.getvalue()
@@ -121,7 +125,7 @@ def test_progress_with_tqdm_bars() -> None:
     pytest.importorskip("tqdm")
     run = (count_to(n=300) | square | total).start(backend="thread")
     stream = io.StringIO()
-    progress = Progress(run.stats, run.done, stream)
+    progress = Progress(run.stats, run.done, ['count_to', 'square', 'total'], stream)
     run.result()
     progress.stop()
     text = stream.getvalue()
@@ -149,3 +153,89 @@ def test_the_first_error_is_raised_by_every_result_call(opts: dict[str, Any]) ->
     for _ in range(2):
         with pytest.raises(ValueError, match="bad item 3"):
             run.result()
+
+
+# -- live numbers (issue 11) -------------------------------------------------------------
+
+
+def _eventually(check: Any, timeout: float = 10.0) -> None:
+    """Poll ``check()`` until it holds (the property under test is "within a time")."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "the condition never held"
+        time.sleep(0.02)
+
+
+@sf.stage
+def one_then_hold(n: int, release: Any) -> Iterator[int]:
+    """Yields one item, then stops until released (threads) or for good (processes)."""
+    yield 0
+    if release is not None:
+        release.wait(30)
+    else:
+        select.select([], [], [], 30)
+    yield from range(1, n)
+
+
+def test_counts_and_waits_reach_the_caller_by_time(parallel_opts: dict[str, Any]) -> None:
+    release = threading.Event() if parallel_opts["backend"] == "thread" else None
+    run = (one_then_hold(n=5, release=release) | square.options(workers=2) | total).start(
+        shutdown_timeout=0.5, **parallel_opts
+    )
+    try:
+        def by_name() -> dict[str, Any]:
+            return {s.stage: s for s in run.stats()}
+
+        # Far fewer items than any batch of counts: they show by time.
+        _eventually(lambda: by_name()["square"].items_out == 1 and by_name()["total"].items_in == 1)
+        # Both stages then wait for input, and that shows too, while they wait.
+        _eventually(lambda: all(by_name()[s].waiting > 0.3 for s in ("square", "total")))
+        stages = by_name()
+        assert stages["square"].busy_share < 0.5 and stages["total"].busy_share < 0.5
+    finally:
+        if release is not None:
+            release.set()
+        run.cancel()
+
+
+def test_rates_are_per_second_of_the_run_for_every_stage(parallel_opts: dict[str, Any]) -> None:
+    run = (count_to(n=scaled(parallel_opts, 500)) | square | total).start(**parallel_opts)
+    run.result()
+    rates = {round(s.rate, 6) for s in run.stats()}
+    assert len(rates) == 1 and rates.pop() > 0
+    assert len({s.run_elapsed for s in run.stats()}) == 1
+
+
+def _stage(name: str, workers: int, busy: float) -> StageStats:
+    return StageStats(name, workers, 100, 100, busy * workers, (1 - busy) * workers, 0.0, 1.0, 1.0)
+
+
+def test_advice_knows_the_machine() -> None:
+    stages = [_stage("read", 1, 0.1), _stage("parse", 2, 1.0), _stage("save", 1, 0.1)]
+    two = report(stages, backend="process", cores=2)
+    assert "bottleneck: 'parse'" in two
+    assert "2 cores already run 2 busy workers, so more workers will not help 'parse'" in " ".join(two.split())
+    eight = report(stages, backend="process", cores=8)
+    assert "give 'parse' more workers (workers=8)" in " ".join(eight.split())
+    threads = report(stages, backend="thread", cores=8)
+    assert "threads share one core" in " ".join(threads.split())
+
+
+@sf.stage
+def paced(xs: Iterable[int]) -> Iterator[int]:
+    for x in xs:
+        time.sleep(0.004)  # a steady pace, to compare rates with (not to synchronise)
+        yield x
+
+
+def test_progress_rates_are_right_from_the_first_refresh() -> None:
+    pytest.importorskip("tqdm")
+    stream = io.StringIO()
+    started = time.perf_counter()
+    run = (count_to(n=300) | paced | total).start(backend="thread")
+    progress = Progress(run.stats, run.done, [s.name for s in (count_to, paced, total)], stream)
+    run.result()
+    progress.stop()
+    true_rate = 300 / (time.perf_counter() - started)
+    rates = [float(r) for r in re.findall(r"([\d.]+)it/s", stream.getvalue())]
+    assert rates and max(rates) < 3 * true_rate, (rates, true_rate)

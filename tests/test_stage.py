@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import typing
+import warnings
 from collections.abc import Generator, Iterable, Iterator
 from typing import Any
 
@@ -449,3 +450,33 @@ def test_exported_names() -> None:
         assert getattr(sf, name).__module__.partition(".")[0] == "streamflow"
     public = {name for name in vars(sf) if not name.startswith("_")}
     assert public <= set(sf.__all__), "public names missing from __all__"
+
+
+def test_a_source_whose_first_parameter_looks_like_a_stream_warns() -> None:
+    with pytest.warns(UserWarning, match=r"stage 'doubled' has no annotation on its first parameter 'values'"):
+
+        @sf.stage
+        def doubled(values):  # type: ignore[no-untyped-def]
+            for value in values:
+                yield 2 * value
+
+    assert doubled.kind == "source"
+    with pytest.warns(UserWarning, match=r"first parameter 'records'"):
+        sf.stage(lambda records: iter(()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+
+        @sf.stage
+        def numbers(n):  # type: ignore[no-untyped-def]
+            yield from range(n)  # not iterated over: a constant
+
+        @sf.stage
+        def annotated(paths: list[str]) -> Iterator[str]:
+            yield from paths
+
+
+def test_a_misspelt_option_names_the_nearest() -> None:
+    with pytest.raises(sf.OptionError, match=r"'progres' is not a run option; did you mean 'progress'\? the run options are: backend, "):
+        (numbers(n=1) | total).run(progres=True)  # type: ignore[call-arg]
+    with pytest.raises(sf.OptionError, match=r"'worker' is not a stage option; did you mean 'workers'\?"):
+        double.options(worker=2)  # type: ignore[call-arg]

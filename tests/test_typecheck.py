@@ -451,7 +451,9 @@ def test_string_annotations_are_checked() -> None:
         (int | None, "int | None"),
         (Annotated[bytes, "raw"], "bytes"),
         (list[int], "list[int]"),
-        (Mapping[str, Dog], f"Mapping[str, {__name__}.Dog]"),
+        (Mapping[str, Dog], "Mapping[str, Dog]"),  # names as written, not module paths
+        (list[tuple[Dog, ...]], "list[tuple[Dog, ...]]"),
+        (Callable[[int], Dog | None], "Callable[[int], Dog | None]"),
     ],
 )
 def test_show_writes_hints_as_source_code(hint: Any, text: str) -> None:

@@ -13,8 +13,8 @@ Uses the Ray the application initialised, else ``ray_address``, else starts
 a local Ray for the run and shuts it down afterwards.  Every actor of the
 run is killed when it ends, however it ends.  Per-stage resources come from
 the stage's ``resources`` option (``num_cpus``, ``num_gpus``, ``memory``,
-or custom resources), applied to each of its workers.  Statistics are kept
-by each actor and sent with its outcome.
+or custom resources), applied to each of its workers.  Each actor ships its
+counters to the caller every quarter of a second, and with its outcome.
 """
 
 from __future__ import annotations
@@ -39,7 +39,9 @@ from . import Job, Outcome
 __all__ = ["BACKEND", "RayBackend"]
 
 _POLL = 0.05  # seconds between checks of the actors when nothing arrives
+_SHIP = 0.25  # seconds between an actor's shipments of its counters
 _ROW_BYTES = WIDTH * 8
+_EVENT, _ROW = "event", "row"
 _STANDARD = ("num_cpus", "num_gpus", "memory")
 
 
@@ -50,6 +52,7 @@ class _Worker:
         job: Job = pickle.loads(shipped)
         local = LocalBuffer(len(job.stats.memory))
         job = dataclasses.replace(job, stats=local)
+        start = job.row * _ROW_BYTES
         ended: list[bytes] = []
 
         def report(event: Any) -> None:
@@ -57,11 +60,21 @@ class _Worker:
             if isinstance(event, Outcome):
                 ended.append(data)
             else:
-                events.put.remote(data)
+                events.put.remote(_EVENT, data)
 
-        job.main(job, report)
+        def ship_counters(done: threading.Event) -> None:
+            while not done.wait(_SHIP):
+                events.put.remote(_ROW, bytes(local.memory[start : start + _ROW_BYTES]), job.row)
+
+        done = threading.Event()
+        shipper = threading.Thread(target=ship_counters, args=(done,), name="streamflow-ship", daemon=True)
+        shipper.start()
+        try:
+            job.main(job, report)
+        finally:
+            done.set()
+            shipper.join()
         ray.get(events.sync.remote())  # what it reported is there before its end is seen
-        start = job.row * _ROW_BYTES
         return ended[-1], bytes(local.memory[start : start + _ROW_BYTES])
 
 
@@ -72,15 +85,15 @@ class _Events:
     """
 
     def __init__(self) -> None:
-        self._events: list[bytes] = []
+        self._events: list[tuple[str, int, bytes]] = []
 
-    def put(self, data: bytes) -> None:
-        self._events.append(data)
+    def put(self, kind: str, data: bytes, row: int = 0) -> None:
+        self._events.append((kind, row, data))
 
     def sync(self) -> None:
         pass
 
-    def drain(self) -> list[bytes]:
+    def drain(self) -> list[tuple[str, int, bytes]]:
         events, self._events = self._events, []
         return events
 
@@ -103,6 +116,7 @@ class RayBackend:
         self._events = EventActor.remote()
         self._actors: list[Any] = [self._events]
         self._woken = threading.Event()
+        self._memory: LocalBuffer | None = None
         self._released = False
 
     def edge(self, link: Link) -> RayEdge:
@@ -118,7 +132,8 @@ class RayBackend:
         return edge
 
     def memory(self, size: int, what: str) -> LocalBuffer:
-        return LocalBuffer(size)
+        self._memory = LocalBuffer(size)
+        return self._memory
 
     def start(self, job: Job) -> None:
         actor = WorkerActor.options(**_resources(job.node)).remote()
@@ -150,9 +165,15 @@ class RayBackend:
             except ray.exceptions.RayActorError as exc:
                 outcomes.append(_crash(job.node, job.worker, exc))
                 continue
-            _copy_row(job, row)
+            _copy_row(job.stats, job.row, row)
             outcomes.append(pickle.loads(data))
-        events = [pickle.loads(data) for data in ray.get(self._events.drain.remote())]
+        events = []
+        for kind, row_index, data in ray.get(self._events.drain.remote()):
+            if kind == _ROW:
+                if self._memory is not None:
+                    _copy_row(self._memory, row_index, data)
+            else:
+                events.append(pickle.loads(data))
         return events + outcomes
 
     def wake(self) -> None:
@@ -177,10 +198,10 @@ class RayBackend:
 BACKEND = RayBackend
 
 
-def _copy_row(job: Job, row: bytes) -> None:
-    """Put an actor's final counters into the caller's table."""
-    start = job.row * _ROW_BYTES
-    memoryview(job.stats.memory).cast("B")[start : start + _ROW_BYTES] = row
+def _copy_row(memory: Any, index: int, row: bytes) -> None:
+    """Put an actor's counters into the caller's table."""
+    start = index * _ROW_BYTES
+    memoryview(memory.memory).cast("B")[start : start + _ROW_BYTES] = row
 
 
 def _crash(node: Node, worker: int, error: Exception) -> Outcome:

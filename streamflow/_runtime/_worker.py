@@ -22,9 +22,10 @@ from typing import Any
 from .._backends import Job, Outcome, Report
 from .._errors import UnpicklableMessage, WorkerCrashed
 from .._plan import Node
-from .._stats import BLOCKED, ENDED, ITEMS_IN, ITEMS_OUT, STARTED, WAITING, StatsTable
+from .._stats import ENDED, STARTED, StatsTable
 from .._transport import Aborted, DownstreamClosed, Receiver, Sender, Stop
 from .._transport._serialize import PortableError
+from ._counters import Counters, counting
 from ._current import working_as
 from ._relay import relay_to
 
@@ -50,16 +51,17 @@ def run_job(job: Job, report: Report) -> None:
     row = StatsTable.view(job.stats.memory, job.row)
     outcome = Outcome(node.index, worker)
     row[STARTED] = perf_counter()
+    counters = Counters(row)
     receiver = job.inputs[0].receiver(worker) if job.inputs else None
-    stream = None if receiver is None else _Counted(receiver, row)
+    stream = None if receiver is None else _Counted(receiver, counters)
     try:
-        with working_as(node, worker):
+        with counting(counters), working_as(node, worker):
             sender = job.outputs[0].sender(worker) if job.outputs else None
             produced = call_stage(node, stream)
             if sender is None:
                 outcome.result = produced  # a sink has run to completion
             else:
-                _pump(iter(produced), sender, row)
+                _pump(iter(produced), sender, counters)
         if stream is not None:
             stream.finish()
     except Stop:
@@ -74,8 +76,6 @@ def run_job(job: Job, report: Report) -> None:
     except BaseException as exc:  # noqa: BLE001 - reported to the caller
         outcome.error = PortableError(exc)
     finally:
-        if stream is not None:
-            stream.flush()
         row[ENDED] = perf_counter()
     _deliver(outcome, node, report)
 
@@ -95,67 +95,56 @@ def _deliver(outcome: Outcome, node: Node, report: Report) -> None:
         report(outcome)
 
 
-_FLUSH_EVERY = 32  # packets between writes of a worker's counters
-
-
 class _Counted:
     """The input stream a stage sees: the receiver, counted and timed."""
 
-    __slots__ = ("_receiver", "_row", "_items", "_waiting")
+    __slots__ = ("_receiver", "_counters")
 
-    def __init__(self, receiver: Receiver, row: Any) -> None:
+    def __init__(self, receiver: Receiver, counters: Counters) -> None:
         self._receiver = receiver
-        self._row = row
-        self._items = 0
-        self._waiting = 0.0
+        self._counters = counters
 
     def __iter__(self) -> _Counted:
         return self
 
     def __next__(self) -> Any:
-        started = perf_counter()
+        counters = self._counters
+        counters.waiting_since = started = perf_counter()
         try:
             item = next(self._receiver)
         finally:
-            self._waiting += perf_counter() - started
-        self._items += 1
-        if not self._items % _FLUSH_EVERY:
-            self.flush()
+            counters.waiting += perf_counter() - started
+            counters.waiting_since = 0.0
+        counters.items_in += 1
         return item
-
-    def flush(self) -> None:
-        self._row[ITEMS_IN] = self._items
-        self._row[WAITING] = self._waiting
 
     def finish(self) -> None:
         self._receiver.finish()
 
 
-def _pump(items: Iterator[Any], sender: Sender, row: Any) -> None:
+def _pump(items: Iterator[Any], sender: Sender, counters: Counters) -> None:
     """Move ``items`` onto ``sender``, one reserved slot per packet."""
     reserve, send = sender.reserve, sender.send
-    sent, blocked = 0, 0.0
     try:
         while True:
-            started = perf_counter()
-            reserve()
-            blocked += perf_counter() - started
+            counters.blocked_since = started = perf_counter()
+            try:
+                reserve()
+            finally:
+                counters.blocked += perf_counter() - started
+                counters.blocked_since = 0.0
             try:
                 item = next(items)
             except StopIteration:
                 sender.unreserve()
                 break
             send(item)
-            sent += 1
-            if not sent % _FLUSH_EVERY:
-                row[ITEMS_OUT], row[BLOCKED] = sent, blocked
+            counters.items_out += 1
     except DownstreamClosed:
         _close(items)
     except Aborted:
         _close(items)
         raise
-    finally:
-        row[ITEMS_OUT], row[BLOCKED] = sent, blocked
     sender.close()
 
 

@@ -1,0 +1,113 @@
+"""A worker's counters: plain attributes on its path, written to the run's table by time.
+
+::
+
+    worker, per packet                      flusher thread, one a process       caller
+    ------------------                      -----------------------------       ------
+    counters.items_in += 1                  every 0.1 s: counters.write()  -->  StatsTable row
+    counters.waiting_since = t (a wait)     (a wait in progress counts           (shared memory for
+    counters.waiting += waited                up to the moment of writing)        worker processes)
+
+On its path a worker only updates attributes of its ``Counters``: no lock,
+no shared memory, no clock read beyond the ones that time its waits.  The
+process's flusher writes every registered worker's row every ``INTERVAL``
+seconds, so the caller's numbers are never older than that, whatever the
+pace of the stage; a worker writes its row once more as it ends.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from time import perf_counter
+from typing import Any
+
+from .._stats import BLOCKED, ITEMS_IN, ITEMS_OUT, WAITING
+
+__all__ = ["INTERVAL", "Counters", "counting"]
+
+INTERVAL = 0.1  # seconds between writes of the counters
+
+
+class Counters:
+    """What one worker has done, kept where it is cheap to update."""
+
+    __slots__ = ("row", "items_in", "items_out", "waiting", "blocked", "waiting_since", "blocked_since")
+
+    def __init__(self, row: Any) -> None:
+        self.row = row
+        self.items_in = int(row[ITEMS_IN])  # a worker taking over a row goes on counting
+        self.items_out = int(row[ITEMS_OUT])
+        self.waiting = row[WAITING]
+        self.blocked = row[BLOCKED]
+        self.waiting_since = 0.0  # when the wait for input in progress began
+        self.blocked_since = 0.0  # when the wait for a free output slot in progress began
+
+    def write(self) -> None:
+        """Write the counters to the row, counting a wait in progress up to now."""
+        now = perf_counter()
+        row = self.row
+        row[ITEMS_IN] = self.items_in
+        row[ITEMS_OUT] = self.items_out
+        since = self.waiting_since
+        row[WAITING] = self.waiting + (now - since if since else 0.0)
+        since = self.blocked_since
+        row[BLOCKED] = self.blocked + (now - since if since else 0.0)
+
+
+class _Flusher:
+    """Writes the counters of this process's workers every ``INTERVAL`` seconds."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counters: list[Counters] = []
+        self._stop: threading.Event | None = None  # the running thread's, set when no worker is left
+
+    def add(self, counters: Counters) -> None:
+        with self._lock:
+            self._counters.append(counters)
+            if self._stop is None:
+                self._stop = threading.Event()
+                thread = threading.Thread(target=self._run, args=(self._stop,), name="streamflow-counters", daemon=True)
+                thread.start()
+
+    def remove(self, counters: Counters) -> None:
+        """Stop writing ``counters``, then write them a last time (no write of ours follows)."""
+        with self._lock:
+            self._counters.remove(counters)
+            if not self._counters and self._stop is not None:
+                self._stop.set()
+                self._stop = None
+        counters.write()
+
+    def _run(self, stop: threading.Event) -> None:
+        while not stop.wait(INTERVAL):
+            with self._lock:
+                for counters in self._counters:
+                    counters.write()
+
+    def forget(self) -> None:
+        """In a forked child: the parent's workers and thread are not here."""
+        self._lock = threading.Lock()
+        self._counters = []
+        self._stop = None
+
+
+_flusher = _Flusher()
+os.register_at_fork(after_in_child=_flusher.forget)
+
+
+class counting:
+    """Within this block, ``counters`` reach their row by time."""
+
+    __slots__ = ("_counters",)
+
+    def __init__(self, counters: Counters) -> None:
+        self._counters = counters
+
+    def __enter__(self) -> Counters:
+        _flusher.add(self._counters)
+        return self._counters
+
+    def __exit__(self, *exc: object) -> None:
+        _flusher.remove(self._counters)
