@@ -10,6 +10,9 @@ Workloads (each on the thread backend and on processes under fork and spawn):
   measured in the same run;
 - cpu: a pure-Python stage of about 2 ms per item, 1 and 2 workers;
 - startup: a trivial 3-stage flow, started and torn down, in milliseconds;
+- startup-heavy: a 5-worker flow whose stage module imports scikit-learn,
+  its first run in a new interpreter and its later runs, under each start
+  method (the default, warm, against fork's time as its floor);
 - rss: peak resident memory of caller and workers over many small messages.
 
 Throughput is timed from the first to the last packet at the sink, so it
@@ -259,6 +262,67 @@ def _startup(settings: Settings) -> Iterator[Row]:
         yield _row(settings, "startup", f"{_label(backend, method)} 3 stages", "ms", ours, theirs, repeats)
 
 
+def _startup_heavy(settings: Settings) -> Iterator[Row]:
+    """A 5-worker flow whose stage module imports scikit-learn: first and later runs.
+
+    Each start method is measured in a new interpreter (its first run pays
+    for what that method imports afresh), then for later runs in the same
+    one.  The default (warm) method's floor is fork's time for the same run.
+    """
+    later_runs = 2 if settings.quick else 5
+    measured = {}
+    for method in ("warm", "fork", "spawn", "forkserver"):
+        measured[method] = _probe_startup(method, "streamflow", later_runs)
+    theirs = {}
+    if settings.compare:
+        for method in ("fork", "spawn"):
+            theirs[method] = _probe_startup(method, "pipeline-lib", later_runs)
+    for method, (first, later) in measured.items():
+        label = f"process/{method}" + (" (default)" if method == "warm" else "")
+        comparable = theirs.get(method, theirs.get("spawn") if method != "fork" else None)
+        for which, ours in (("first run", first), ("later runs", later)):
+            row = Row("startup-heavy", f"{label} {which}", "ms", ours)
+            if comparable is not None:
+                row.theirs = comparable[0] if which == "first run" else comparable[1]
+            if method == "warm":
+                row.floor = measured["fork"][0 if which == "first run" else 1]
+                row.note = "floor = fork"
+            yield row
+
+
+def _probe_startup(method: str, library: str, later_runs: int) -> tuple[float, float]:
+    """(first run, best later run) in milliseconds, measured in a new interpreter."""
+    probe = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--probe-startup", method, library, str(later_runs)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    first, later = json.loads(probe.stdout.strip().splitlines()[-1])
+    return float(first), float(later)
+
+
+def _run_probe_startup(method: str, library: str, later_runs: int) -> None:
+    from . import heavy_stages as h
+
+    def once() -> float:
+        started = time.perf_counter()
+        if library == "streamflow":
+            h.flow().run(start_method=method)
+        else:
+            Task = _pipeline_lib().PipelineTask
+            _pl_run(
+                [Task(h.pl_requests, {"n": 10}), Task(h.pl_predict, num_workers=3, packets_in_flight=6), Task(h.pl_collect)],
+                "process",
+                method,
+            )
+        return (time.perf_counter() - started) * 1e3
+
+    first = once()
+    later = min(once() for _ in range(later_runs))
+    print(json.dumps([first, later]))
+
+
 # -- peak memory ---------------------------------------------------------------------
 
 
@@ -413,6 +477,7 @@ WORKLOADS: dict[str, Callable[[Settings], Iterator[Row]]] = {
     "large": _large,
     "cpu": _cpu,
     "startup": _startup,
+    "startup-heavy": _startup_heavy,
     "rss": _rss,
     "stats": _stats_cost,
     "ray": _ray,
@@ -448,9 +513,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--compare", choices=["pipeline-lib"], help="also run pipeline-lib")
     parser.add_argument("--only", help="run workloads whose name contains this (small, large, ...)")
     parser.add_argument("--probe-rss", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--probe-startup", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.probe_rss:
         _probe_rss(args.probe_rss)
+        return
+    if args.probe_startup:
+        method, library, later_runs = args.probe_startup
+        _run_probe_startup(method, library, int(later_runs))
         return
     settings = Settings(quick=args.quick, compare=args.compare is not None, only=args.only)
     if settings.compare:

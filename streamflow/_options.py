@@ -24,8 +24,8 @@ from ._errors import OptionError
 
 __all__ = ["RunConfig", "RunOptions", "StageArgs", "StageOptions", "StartMethod"]
 
-StartMethod = Literal["fork", "spawn", "forkserver"]
-START_METHODS: tuple[StartMethod, ...] = ("fork", "spawn", "forkserver")
+StartMethod = Literal["warm", "spawn", "fork", "forkserver"]
+START_METHODS: tuple[StartMethod, ...] = ("warm", "spawn", "fork", "forkserver")
 
 
 # -- a stage's options ------------------------------------------------------------
@@ -129,8 +129,9 @@ class RunOptions(TypedDict, total=False):
     """How to run a flow: the keywords of ``run()``, ``iter()`` and ``start()``.
 
     ``backend``: ``"process"`` (default), ``"thread"``, ``"inline"`` or ``"ray"``.
-    ``start_method``: ``"spawn"`` (default), ``"fork"`` or ``"forkserver"``,
-    for the process backend.
+    ``start_method``: ``"warm"`` (default: workers forked from a fork server
+    kept for the session), ``"spawn"``, ``"fork"`` or ``"forkserver"``, for
+    the process backend.
     ``inactivity_timeout``: seconds without any packet moving before
     ``InactivityError`` (default: none).
     ``shutdown_timeout``: seconds workers get to finish their packet after a
@@ -171,7 +172,8 @@ class RunConfig:
             raise OptionError(f"backend={config.backend!r} must be the name of a backend")
         if config.start_method not in (None, *START_METHODS):
             raise OptionError(
-                f"start_method={config.start_method!r} must be 'fork', 'spawn' or 'forkserver'"
+                f"start_method={config.start_method!r} must be one of "
+                + ", ".join(repr(method) for method in START_METHODS)
             )
         timeout = config.inactivity_timeout
         if timeout is not None and not (_is_number(timeout) and 0 < timeout < math.inf):

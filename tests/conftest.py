@@ -11,11 +11,12 @@ import psutil
 import pytest
 
 # Every behavioural test runs on each of these; ids read like run options.
+# "warm" is the process backend's default start method (its fork server).
 BACKENDS: dict[str, dict[str, Any]] = {
     "inline": {"backend": "inline"},
     "thread": {"backend": "thread"},
+    "warm": {"backend": "process"},
     "fork": {"backend": "process", "start_method": "fork"},
-    "spawn": {"backend": "process", "start_method": "spawn"},
 }
 try:
     import ray
@@ -24,10 +25,15 @@ except ImportError:  # the ray extra is not installed: its tests are not collect
 else:
     BACKENDS["ray"] = {"backend": "ray"}
 PARALLEL = [name for name in BACKENDS if name != "inline"]
-PROCESS = ["fork", "spawn"]
+# Process-only tests also run under spawn (a fresh interpreter a worker).
+PROCESS_BACKENDS = {**BACKENDS, "spawn": {"backend": "process", "start_method": "spawn"}}
+PROCESS = ["warm", "fork", "spawn"]
 
-# multiprocessing's and Ray's own long-lived helpers are not a run's to clean up.
-_HELPERS = ("forkserver", "resource_tracker", "/ray/", "ray::", "raylet", "gcs_server")
+# Long-lived helpers that are not a run's to clean up: multiprocessing's
+# (its fork server, its resource tracker) and streamflow's fork server
+# (whose children are workers, and are counted), and Ray with all it starts.
+_HELPERS = ("forkserver", "resource_tracker", "streamflow._backends._warm")
+_HELPER_TREES = ("/ray/", "ray::", "raylet", "gcs_server")
 
 
 @pytest.fixture(scope="session")
@@ -68,6 +74,8 @@ def mp_context(opts: dict[str, Any]) -> Any:
 
     if opts["backend"] == "ray":
         pytest.skip("multiprocessing objects cannot reach Ray actors")
+    if opts["backend"] == "process" and opts.get("start_method") in (None, "warm"):
+        return multiprocessing.get_context("spawn")  # the warm server's workers open them by name
     return multiprocessing.get_context(opts.get("start_method") or "fork")
 
 
@@ -85,27 +93,29 @@ def parallel_opts(request: pytest.FixtureRequest) -> dict[str, Any]:
 
 @pytest.fixture(params=PROCESS)
 def process_opts(request: pytest.FixtureRequest) -> dict[str, Any]:
-    return dict(BACKENDS[request.param])
+    return dict(PROCESS_BACKENDS[request.param])
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _multiprocessing_helpers() -> None:
-    """Start what multiprocessing keeps for the whole session (spawn's tracker,
-    the shared heap behind Value), so their fds are not counted as leaks."""
+    """Start what lives for the whole session (spawn's tracker, the shared heap
+    behind Value, the fork servers), so their fds are not counted as leaks."""
     import multiprocessing
     from multiprocessing import forkserver, resource_tracker
 
+    from streamflow._backends import _warm
     from streamflow._backends._process import _without_main
 
     resource_tracker.ensure_running()
     with _without_main():
         forkserver.ensure_running()
     multiprocessing.Value("i", 0)
+    _warm.preload_nothing()  # streamflow's fork server, kept for the session
 
 
 def _children() -> set[int]:
-    """Our descendants, less helpers of multiprocessing and Ray and what they started."""
-    helpers: set[int] = set()
+    """Our descendants, less the long-lived helpers (and all that Ray starts)."""
+    trees: set[int] = set()
     found = set()
     for child in psutil.Process().children(recursive=True):  # parents come first
         try:
@@ -115,10 +125,10 @@ def _children() -> set[int]:
             parent = child.ppid()
         except psutil.Error:
             continue
-        if parent in helpers or any(helper in cmdline for helper in _HELPERS):
-            helpers.add(child.pid)
-        else:
-            found.add(child.pid)
+        if parent in trees or any(helper in cmdline for helper in _HELPER_TREES):
+            trees.add(child.pid)
+        elif not any(helper in cmdline for helper in _HELPERS) or parent != os.getpid():
+            found.add(child.pid)  # a worker, even one a fork server started
     return found
 
 

@@ -28,13 +28,14 @@ ROOT = Path(__file__).resolve().parent.parent
 SETUPS: dict[str, dict[str, Any]] = {
     "inline": {"backend": "inline"},
     "thread": {"backend": "thread"},
+    "warm": {"backend": "process"},
     "fork": {"backend": "process", "start_method": "fork"},
     "spawn": {"backend": "process", "start_method": "spawn"},
     "forkserver": {"backend": "process", "start_method": "forkserver"},
 }
 if ray is not None:
     SETUPS["ray"] = {"backend": "ray"}
-PROCESS_METHODS = ["fork", "spawn", "forkserver"]
+PROCESS_METHODS = ["warm", "fork", "spawn", "forkserver"]
 
 
 def _script(tmp_path: Path, body: str) -> Path:
@@ -216,13 +217,16 @@ def test_a_signal_to_the_caller_reaps_every_worker_before_it_ends(
     assert not [n for n in os.listdir("/dev/shm") if f"sf-{proc.pid}-" in n]
 
 
+_HELPERS = ("forkserver", "resource_tracker", "streamflow._backends._warm")
+
+
 def _workers(pid: int) -> list[psutil.Process]:
     """The processes under ``pid``, less multiprocessing's own helpers (not a run's to stop);
     under forkserver, workers are the server's children."""
     helpers = {
         child.pid
         for child in psutil.Process(pid).children()
-        if any(name in " ".join(child.cmdline()) for name in ("forkserver", "resource_tracker"))
+        if any(name in " ".join(child.cmdline()) for name in _HELPERS)
     }
     return [child for child in psutil.Process(pid).children(recursive=True) if child.pid not in helpers]
 

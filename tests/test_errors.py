@@ -170,13 +170,9 @@ def test_a_slow_but_moving_flow_is_not_inactive(parallel_opts: dict[str, Any]) -
 def interrupt_caller(xs: Iterable[int], release: Any) -> Iterator[int]:
     for x in xs:
         if x == 5:
-            os.kill(os.getppid() if _in_child() else os.getpid(), signal.SIGINT)
+            os.kill(int(os.environ["STREAMFLOW_TEST_PARENT"]), signal.SIGINT)  # the caller
             _block(release)
         yield x
-
-
-def _in_child() -> bool:
-    return os.environ.get("STREAMFLOW_TEST_PARENT") != str(os.getpid())
 
 
 def test_ctrl_c_in_the_caller_stops_every_worker(parallel_opts: dict[str, Any]) -> None:

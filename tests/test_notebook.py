@@ -31,23 +31,34 @@ def test_the_notebook_runs_on_every_backend_and_start_method(tmp_path: Path) -> 
     assert "notebook errors, logs and warnings ok" in outputs[5][0]["text"]
 
 
-def _execute(client: Any, code: str, timeout: float = 60) -> tuple[str, list[str]]:
-    """Run ``code``; its reply status and what it printed."""
+def _execute(client: Any, code: str, timeout: float = 60, again: bool = False) -> tuple[str, list[str]]:
+    """Run ``code``; its reply status and what it printed.
+
+    ``again``: run it a second time if a stray ``KeyboardInterrupt`` broke it.
+    ipykernel 7 sometimes raises a kernel interrupt twice, the second time in
+    the next cell, whatever the cell runs (seen with a plain ``Event.wait``
+    loop and no streamflow at all).
+    """
     msg_id = client.execute(code)
-    printed = []
+    printed, errors = [], []
     while True:
         message = client.get_iopub_msg(timeout=timeout)
         if message["parent_header"].get("msg_id") != msg_id:
             continue
         if message["msg_type"] == "stream":
             printed.append(message["content"]["text"])
+        if message["msg_type"] == "error":
+            errors.append(message["content"]["ename"])
         if message["msg_type"] == "status" and message["content"]["execution_state"] == "idle":
             break
     reply = client.get_shell_msg(timeout=timeout)
+    stray = "KeyboardInterrupt" in (reply["content"].get("ename"), *errors)
+    if again and stray:
+        return _execute(client, code, timeout)
     return reply["content"]["status"], printed
 
 
-@pytest.mark.parametrize("method", ["fork", "spawn"])
+@pytest.mark.parametrize("method", ["warm", "fork", "spawn"])
 def test_interrupting_the_kernel_stops_the_flow_and_keeps_the_kernel(method: str) -> None:
     manager = jupyter_client.KernelManager(kernel_name="python3")
     manager.start_kernel(cwd=str(ROOT), env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -80,17 +91,28 @@ def test_interrupting_the_kernel_stops_the_flow_and_keeps_the_kernel(method: str
                 if "running" in message["content"]["text"]:
                     break
         manager.interrupt_kernel()
-        reply = client.get_shell_msg(timeout=60)
-        assert reply["content"]["status"] == "error"
-        assert reply["content"]["ename"] == "KeyboardInterrupt"
+        client.get_shell_msg(timeout=60)
+        shown = []  # what the notebook shows for the cell (its reply's status can race: ipykernel)
+        while True:
+            message = client.get_iopub_msg(timeout=60)
+            if message["parent_header"].get("msg_id") != msg_id:
+                continue
+            if message["msg_type"] == "error":
+                shown.append(message["content"]["ename"])
+            if message["msg_type"] == "status" and message["content"]["execution_state"] == "idle":
+                break
+        assert shown == ["KeyboardInterrupt"]
         status, printed = _execute(
             client,
-            "print(len([c for c in psutil.Process().children(recursive=True) "
-            "if 'forkserver' not in ' '.join(c.cmdline()) and 'resource_tracker' not in ' '.join(c.cmdline())]))",
+            again=True,
+            code="me = psutil.Process()\n"
+            "helpers = ('forkserver', 'resource_tracker', 'streamflow._backends._warm')\n"
+            "print(len([c for c in me.children(recursive=True) if c.ppid() != me.pid "
+            "or not any(h in ' '.join(c.cmdline()) for h in helpers)]))",
         )
         assert status == "ok" and "".join(printed).strip() == "0"  # no worker survived
         status, printed = _execute(
-            client, f"print((sf.source(range(10)) | announce | count).run(start_method={method!r}))"
+            client, f"print((sf.source(range(10)) | announce | count).run(start_method={method!r}))", again=True
         )
         assert status == "ok" and "".join(printed).strip() == "10"  # the kernel is usable
     finally:

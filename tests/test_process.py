@@ -34,6 +34,7 @@ from tests.process_stages import (
     yield_bytes,
     yield_unpicklable,
 )
+from tests.conftest import mp_context
 from tests.stages import add, collect, count_to, forever, square, total
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -122,7 +123,7 @@ def test_thirty_thousand_packets_through_many_workers(process_opts: dict[str, An
 
 
 def test_multiprocessing_primitives_as_constants(process_opts: dict[str, Any]) -> None:
-    ctx = multiprocessing.get_context(process_opts["start_method"])
+    ctx = mp_context(process_opts)
     value, array, lock = ctx.Value("q", 0, lock=False), ctx.Array("i", 4, lock=False), ctx.Lock()
     event, queue = ctx.Event(), ctx.Queue()
     sink = use_primitives(value=value, array=array, lock=lock, event=event, queue=queue)
@@ -134,11 +135,12 @@ def test_multiprocessing_primitives_as_constants(process_opts: dict[str, Any]) -
     queue.join_thread()
 
 
-def test_primitives_from_another_context_get_a_clear_error() -> None:
+@pytest.mark.parametrize(("method", "context"), [("spawn", "spawn"), ("warm", "spawn")])
+def test_primitives_from_another_context_get_a_clear_error(method: str, context: str) -> None:
     event = multiprocessing.get_context("fork").Event()
-    with pytest.raises(sf.StreamflowError, match=r"get_context\(start_method\)"):
+    with pytest.raises(sf.StreamflowError, match=rf"can hand them to {method} workers: multiprocessing.get_context\('{context}'\)"):
         (count_to(n=3) | use_primitives(value=1, array=[0], lock=event, event=event, queue=None)).run(
-            backend="process", start_method="spawn"
+            backend="process", start_method=method
         )
 
 

@@ -14,7 +14,7 @@ import streamflow as sf
 from tests.conftest import BACKENDS, _backend
 from tests.stages import collect
 
-EXAMPLES = {"inline": 60, "thread": 40, "fork": 20, "spawn": 6, "ray": 3}
+EXAMPLES = {"inline": 60, "thread": 40, "warm": 20, "fork": 20, "ray": 3}
 
 
 @sf.stage

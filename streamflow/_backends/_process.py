@@ -9,13 +9,15 @@
     caller thread reads the last ShmEdge (open flows)       caller process dies
     caller threads run sources that cannot travel --ShmEdge-->  ...
 
-Start methods: ``spawn`` is the default because it is the one that is safe
-whatever the caller is doing (fork copies a process mid-way through its
-other threads' locks, and forkserver leaves a server process behind), and,
-with stage functions pickled by value (cloudpickle) and the worker
-bootstrap told not to import the caller's ``__main__``, it runs stages
-defined in scripts and notebooks.  ``fork`` starts fastest; ``forkserver``
-is in between.
+Start methods: ``warm`` (the default) forks workers from streamflow's own
+fork server (``_warm``): as safe as ``spawn`` whatever the caller is doing
+(threads, notebooks, no ``__main__`` guard), since the server is a fresh,
+single-threaded interpreter, and about as fast as ``fork`` once the server
+has imported what the stages need.  ``spawn`` starts a fresh interpreter
+a worker, every run; ``fork`` copies the caller (fastest, but unsafe with
+threads in it); ``forkserver`` is multiprocessing's own server, which
+imports nothing ahead.  Under every method, stage functions from
+``__main__`` travel by value and no worker runs the caller's ``__main__``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import pickle
+import select
 import signal
 import sys
 import threading
@@ -39,11 +42,11 @@ from .._plan import Link, Node, Plan
 from .._transport._memory import SharedBuffer, new_run_id, sweep
 from .._transport._serialize import PortableError, Reader, dumps, dumps_job
 from .._transport._shm import ShmEdge
-from . import Job, Outcome
+from . import Job, Outcome, _warm
 
 __all__ = ["BACKEND", "ProcessBackend"]
 
-DEFAULT_START_METHOD = "spawn"
+DEFAULT_START_METHOD = "warm"
 _STARTED = b"S"
 _KILL_WAIT = 1.0  # seconds between SIGTERM and SIGKILL for a worker that ignores it
 
@@ -58,11 +61,13 @@ class _Shipped:
         return (pickle.loads, (dumps_job(self.job),))
 
 
-def _worker_main(job: Job, writer: multiprocessing.connection.Connection, announce: bool, run_id: str) -> None:
-    """Entry point of a worker process."""
+def _worker_main(
+    job: Job, writer: multiprocessing.connection.Connection, announce: bool, run_id: str, caller: int
+) -> None:
+    """Entry point of a worker process; ``caller`` is the pid of the process that runs the flow."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's to handle
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not a handler the caller had when it forked
-    _watch_parent(run_id)
+    _watch_caller(caller, run_id)
     if announce:
         writer.send_bytes(_STARTED)
     lock = threading.Lock()  # threads of the stage may log at once
@@ -75,18 +80,22 @@ def _worker_main(job: Job, writer: multiprocessing.connection.Connection, announ
     job.main(job, report)
 
 
-def _watch_parent(run_id: str) -> None:
+def _watch_caller(caller: int, run_id: str) -> None:
     """Exit this worker as soon as the caller's process is gone (SIGKILL, SIGTERM).
 
     The caller cannot clean up after itself then; every worker sweeps the
-    run's names on its way out, so none outlives the run.
+    run's names on its way out, so none outlives the run.  The caller is
+    the worker's parent, or, from a fork server, its grandparent: it is
+    watched through a pidfd either way.
     """
-    parent = multiprocessing.parent_process()
-    if parent is None:
-        return
+    try:
+        pidfd = os.pidfd_open(caller)
+    except ProcessLookupError:
+        sweep(run_id)
+        os._exit(1)
 
     def watch() -> None:
-        multiprocessing.connection.wait([parent.sentinel])
+        select.select([pidfd], [], [])
         sweep(run_id)
         os._exit(1)
 
@@ -109,11 +118,13 @@ def _without_main() -> Iterator[None]:
 
 
 _start_lock = threading.Lock()
-_START_HINT = (
-    "; every constant must be picklable, and multiprocessing objects (Value, Queue, "
-    "Lock, ...) must come from the context of the start method: "
-    "multiprocessing.get_context(start_method).Value(...)"
-)
+def _start_hint(method: str) -> str:
+    context = "spawn" if method == "warm" else method
+    return (
+        "; every constant must be picklable, and multiprocessing objects (Value, Queue, "
+        f"Lock, ...) must come from a context that can hand them to {method} workers: "
+        f"multiprocessing.get_context({context!r}).Value(...)"
+    )
 
 
 class _Worker:
@@ -130,9 +141,13 @@ class ProcessBackend:
     runs_in_caller = False
 
     def __init__(self, plan: Plan, config: RunConfig) -> None:
+        self._plan = plan
         self._method = config.start_method or DEFAULT_START_METHOD
         self._forked = self._method == "fork"
-        self._ctx: Any = multiprocessing.get_context(self._method)
+        self._warm = self._method == "warm"
+        self._ctx: Any = None if self._warm else multiprocessing.get_context(self._method)
+        if self._warm:
+            _warm.preload(plan)
         self._run_id = new_run_id()
         self._edges: list[ShmEdge] = []
         self._workers: list[_Worker] = []
@@ -164,27 +179,31 @@ class ProcessBackend:
         return SharedBuffer(size, what)
 
     def start(self, job: Job) -> None:
-        reader, writer = self._ctx.Pipe(duplex=False)
-        shipped = job if self._forked else _Shipped(job)
-        process = self._ctx.Process(
-            target=_worker_main,
-            args=(shipped, writer, not self._forked, self._run_id),
-            name=job.label,
-            daemon=True,
-        )
-        # Listed before it starts: a Ctrl-C during start() must not orphan it.
-        self._workers.append(_Worker(process, job.node, job.worker, reader))
+        reader, writer = multiprocessing.Pipe(duplex=False)
+        args = (job, writer, not self._forked, self._run_id, os.getpid())
         try:
-            with _start_lock, (contextlib.nullcontext() if self._forked else _without_main()):
-                process.start()
+            if self._warm:
+                worker = _Worker(_warm.start_worker(self._plan, _worker_main, args), job.node, job.worker, reader)
+                self._workers.append(worker)
+            else:
+                self._start_process(job, reader, args)
         except Exception as exc:
             raise StreamflowError(
-                f"cannot start a {self._method} worker for stage '{job.node.name}': {exc}" + _START_HINT
+                f"cannot start a {self._method} worker for stage '{job.node.name}': {exc}" + _start_hint(self._method)
             ) from exc
         finally:
             writer.close()
         if not self._forked:
             self._unstarted += 1
+
+    def _start_process(self, job: Job, reader: Any, args: tuple[Any, ...]) -> None:
+        if not self._forked:
+            args = (_Shipped(job), *args[1:])
+        process = self._ctx.Process(target=_worker_main, args=args, name=job.label, daemon=True)
+        # Listed before it starts: a Ctrl-C during start() must not orphan it.
+        self._workers.append(_Worker(process, job.node, job.worker, reader))
+        with _start_lock, (contextlib.nullcontext() if self._forked else _without_main()):
+            process.start()
 
     def wait(self, timeout: float | None) -> list[Any]:
         waitables: list[Any] = [self._waker.fd]

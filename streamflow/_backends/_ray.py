@@ -158,6 +158,16 @@ class RayBackend:
             time.sleep(_POLL)  # only caller threads are left: the engine asks them
             return outcomes
         ready, _ = ray.wait(list(self._runs), num_returns=len(self._runs), timeout=_POLL)
+        # What the ended workers reported is all in the event actor by now
+        # (they synced with it before returning): take it before their ends,
+        # so that their final counters are the last written.
+        events = []
+        for kind, row_index, data in ray.get(self._events.drain.remote()):
+            if kind == _ROW:
+                if self._memory is not None:
+                    _copy_row(self._memory, row_index, data)
+            else:
+                events.append(pickle.loads(data))
         for ref in ready:
             job, _actor = self._runs.pop(ref)
             try:
@@ -167,13 +177,6 @@ class RayBackend:
                 continue
             _copy_row(job.stats, job.row, row)
             outcomes.append(pickle.loads(data))
-        events = []
-        for kind, row_index, data in ray.get(self._events.drain.remote()):
-            if kind == _ROW:
-                if self._memory is not None:
-                    _copy_row(self._memory, row_index, data)
-            else:
-                events.append(pickle.loads(data))
         return events + outcomes
 
     def wake(self) -> None:

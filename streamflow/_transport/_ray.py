@@ -30,6 +30,7 @@ _OK, _ABORTED, _CLOSED = 0, 1, 2
 _LARGE = 1 << 20  # bytes from which an array goes through the object store
 _PICKLED = "pickled"
 _BATCH = 256  # packets a producer sends in one call at most
+_WAKE_EVERY = 0.25  # seconds a wait on Ray lasts before it checks for signals
 _FLUSH = 0.005  # seconds a built packet may wait to be sent with others
 
 
@@ -127,6 +128,16 @@ class _Edge:
         return self._moved
 
 
+def _get(ref: Any) -> Any:
+    """``ray.get(ref)``, waking now and then so that the caller's signal handlers
+    (Ctrl-C) run while it waits: a wait inside Ray does not return for them."""
+    while True:
+        try:
+            return ray.get(ref, timeout=_WAKE_EVERY)
+        except ray.exceptions.GetTimeoutError:
+            continue
+
+
 # Ray's decorator types do not follow an actor class; the actor is used dynamically.
 _remote: Any = ray.remote
 EdgeActor: Any = _remote(num_cpus=0, max_concurrency=1000)(_Edge)
@@ -156,7 +167,7 @@ class RayEdge:
         self.actor.abort.remote()
 
     def moved(self) -> int:
-        moved: int = ray.get(self.actor.moved.remote())
+        moved: int = _get(self.actor.moved.remote())
         return moved
 
     def close(self) -> None:
@@ -193,7 +204,7 @@ class RaySender:
     def reserve(self) -> None:
         if self._credit == 0:
             self._flush()  # about to wait for a slot: what is built must go first
-            state, taken = ray.get(self._edge.reserve.remote(self._share))
+            state, taken = _get(self._edge.reserve.remote(self._share))
             if state != _OK:
                 self._closed.set()  # nothing more will be sent: the flusher can stop
                 raise Aborted() if state == _ABORTED else DownstreamClosed()
@@ -206,7 +217,7 @@ class RaySender:
             self._credit += 1
             self._holding = False
         if self._credit:
-            ray.get(self._edge.unreserve.remote(self._credit))
+            _get(self._edge.unreserve.remote(self._credit))
             self._credit = 0
 
     def send(self, item: Any) -> None:
@@ -241,7 +252,7 @@ class RaySender:
         self._closed.set()
         self._flush()
         self.unreserve()
-        ray.get(self._edge.producer_done.remote(self._producer, self._sent))
+        _get(self._edge.producer_done.remote(self._producer, self._sent))
 
 
 class RayReceiver:
@@ -275,7 +286,7 @@ class RayReceiver:
         if self._ended:
             raise StopIteration
         if not self._batch:
-            state, boxes = ray.get(self._edge.next.remote(self._done, self._share))
+            state, boxes = _get(self._edge.next.remote(self._done, self._share))
             self._done = 0
             if state == _ABORTED:
                 raise Aborted()
@@ -289,13 +300,13 @@ class RayReceiver:
             return loads(box[0])
         # Ray hands numpy arrays out read-only from the object store: the
         # other backends give a writable copy.
-        item = ray.get(box[0])
+        item = _get(box[0])
         return copy.deepcopy(item) if self._copy else item
 
     def finish(self) -> None:
         if not self._finished:
             self._finished = True
             release = self._done + self._held + len(self._batch)
-            ray.get(self._edge.consumer_done.remote(release, self._ended))
+            _get(self._edge.consumer_done.remote(release, self._ended))
             self._held, self._done = False, 0
             self._batch.clear()
