@@ -58,9 +58,14 @@ def _backend(request: pytest.FixtureRequest, name: str) -> dict[str, Any]:
 
 
 def _live_actors() -> int:
+    """Actors alive on the cluster, less the ones streamflow keeps for the session."""
     if ray is None or not ray.is_initialized():
         return 0
-    return sum(1 for actor in ray._private.state.actors().values() if actor["State"] != "DEAD")
+    return sum(
+        1
+        for actor in ray._private.state.actors().values()
+        if actor["State"] != "DEAD" and not (actor.get("Name") or "").startswith("streamflow-")
+    )
 
 
 def scaled(opts: dict[str, Any], n: int) -> int:

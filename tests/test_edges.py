@@ -50,6 +50,7 @@ def _ray(request: pytest.FixtureRequest) -> MakeEdge:
 
     def make(capacity: int, producers: int, consumers: int) -> Edge:
         return RayEdge(
+            key=(new_run_id(), 0),
             name="edge",
             capacity=capacity,
             producers=producers,

@@ -1,25 +1,34 @@
-"""The Ray backend: every worker a Ray actor, every edge a small channel actor.
+"""The Ray backend: every worker a Ray task, every edge a channel of the session's hub.
 
 ::
 
-    caller process                              Ray cluster
-    --------------                              -----------
-    supervisor thread  <-- ray.wait on run() --  WorkerActor.run -> job.main(job, report)  (one a worker)
-                       <-- drain() ------------  EventActor: what workers reported before their end
-    caller reads the last edge (open flows)      EdgeActor per edge: slots, FIFO of packets
-    caller threads for sources that cannot travel --> EdgeActor 0
+    caller process                                    Ray cluster
+    --------------                                    -----------
+    supervisor thread  <-- ray.wait on the tasks ---  _run_job task -> job.main(job, report)  (a worker each,
+                       <-- drain(run) ------------    events actor: what workers reported       in the worker
+    caller reads the last edge (open flows)           hub actor: the edges of every run          processes Ray
+    caller threads for sources that cannot travel --> hub                                        keeps)
 
-Uses the Ray the application initialised, else ``ray_address``, else starts
-a local Ray for the run and shuts it down afterwards.  Every actor of the
-run is killed when it ends, however it ends.  Per-stage resources come from
-the stage's ``resources`` option (``num_cpus``, ``num_gpus``, ``memory``,
-or custom resources), applied to each of its workers.  Each actor ships its
-counters to the caller every quarter of a second, and with its outcome.
+Workers are tasks, not actors: Ray runs them in the worker processes it
+keeps ready, so a run starts in milliseconds instead of the seconds that
+new actor processes take.  The hub and the events actor serve every run of
+the driver's Ray session (``_transport/_ray``).  A worker task reserves no
+CPU of the cluster unless its stage's ``resources`` ask for some
+(``num_cpus``, ``num_gpus``, ``memory``, or custom resources): every worker
+of a flow must run at once, whatever the size of the cluster.
+
+Uses the Ray the application initialised, else ``ray_address``, else
+starts a local Ray for the run and shuts it down afterwards.  A run's
+tasks are cancelled, forcibly if need be, when it ends, however it ends.
+Each worker ships its counters to the caller every quarter of a second,
+and with its outcome.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import os
 import pickle
 import threading
 import time
@@ -32,74 +41,73 @@ from .._options import RunConfig
 from .._plan import Link, Node, Plan
 from .._stats import WIDTH
 from .._transport._memory import LocalBuffer
-from .._transport._ray import RayEdge
+from .._transport._ray import RayEdge, session_actor
 from .._transport._serialize import PortableError, Reader, dumps, dumps_job
 from . import Job, Outcome
 
 __all__ = ["BACKEND", "RayBackend"]
 
-_POLL = 0.05  # seconds between checks of the actors when nothing arrives
-_SHIP = 0.25  # seconds between an actor's shipments of its counters
+_POLL = 0.05  # seconds between checks of the tasks when nothing arrives
+_SHIP = 0.25  # seconds between a worker's shipments of its counters
+_CANCEL_WAIT = 10.0  # seconds for force-cancelled tasks to be gone
 _ROW_BYTES = WIDTH * 8
 _EVENT, _ROW = "event", "row"
-_STANDARD = ("num_cpus", "num_gpus", "memory")
+_runs = itertools.count()
 
 
-class _Worker:
-    """Runs one worker of one stage for the whole run (its setup happens once)."""
+def _run_job(shipped: bytes, events: Any, run: str) -> tuple[bytes, bytes]:
+    """A worker: run the job in this Ray worker process, reporting to ``events``."""
+    job: Job = pickle.loads(shipped)
+    local = LocalBuffer(len(job.stats.memory))
+    job = dataclasses.replace(job, stats=local)
+    start = job.row * _ROW_BYTES
+    ended: list[bytes] = []
 
-    def run(self, shipped: bytes, events: Any) -> tuple[bytes, bytes]:
-        job: Job = pickle.loads(shipped)
-        local = LocalBuffer(len(job.stats.memory))
-        job = dataclasses.replace(job, stats=local)
-        start = job.row * _ROW_BYTES
-        ended: list[bytes] = []
+    def report(event: Any) -> None:
+        data = dumps(event, Reader.CALLER)  # fails here, where the runtime handles it
+        if isinstance(event, Outcome):
+            ended.append(data)
+        else:
+            events.put.remote(run, _EVENT, data)
 
-        def report(event: Any) -> None:
-            data = dumps(event, Reader.CALLER)  # fails here, where the runtime handles it
-            if isinstance(event, Outcome):
-                ended.append(data)
-            else:
-                events.put.remote(_EVENT, data)
+    def ship_counters(done: threading.Event) -> None:
+        while not done.wait(_SHIP):
+            events.put.remote(run, _ROW, bytes(local.memory[start : start + _ROW_BYTES]), job.row)
 
-        def ship_counters(done: threading.Event) -> None:
-            while not done.wait(_SHIP):
-                events.put.remote(_ROW, bytes(local.memory[start : start + _ROW_BYTES]), job.row)
-
-        done = threading.Event()
-        shipper = threading.Thread(target=ship_counters, args=(done,), name="streamflow-ship", daemon=True)
-        shipper.start()
-        try:
-            job.main(job, report)
-        finally:
-            done.set()
-            shipper.join()
-        ray.get(events.sync.remote())  # what it reported is there before its end is seen
-        return ended[-1], bytes(local.memory[start : start + _ROW_BYTES])
+    done = threading.Event()
+    shipper = threading.Thread(target=ship_counters, args=(done,), name="streamflow-ship", daemon=True)
+    shipper.start()
+    try:
+        job.main(job, report)
+    finally:
+        done.set()
+        shipper.join()
+    ray.get(events.sync.remote())  # what it reported is there before its end is seen
+    return ended[-1], bytes(local.memory[start : start + _ROW_BYTES])
 
 
 class _Events:
-    """What the workers of a run reported, kept until the caller drains it.
+    """What the workers of each run reported, kept until the caller drains it.
 
-    A plain actor: the calls of one worker run in the order it made them.
+    A plain (not async) actor: the calls of one worker run in the order it
+    made them.
     """
 
     def __init__(self) -> None:
-        self._events: list[tuple[str, int, bytes]] = []
+        self._events: dict[str, list[tuple[str, int, bytes]]] = {}
 
-    def put(self, kind: str, data: bytes, row: int = 0) -> None:
-        self._events.append((kind, row, data))
+    def put(self, run: str, kind: str, data: bytes, row: int = 0) -> None:
+        self._events.setdefault(run, []).append((kind, row, data))
 
     def sync(self) -> None:
         pass
 
-    def drain(self) -> list[tuple[str, int, bytes]]:
-        events, self._events = self._events, []
-        return events
+    def drain(self, run: str) -> list[tuple[str, int, bytes]]:
+        return self._events.pop(run, [])
 
 
 _remote: Any = ray.remote
-WorkerActor: Any = _remote(_Worker)
+RunJob: Any = _remote(num_cpus=0, max_retries=0)(_run_job)  # a crash is the runtime's to handle
 EventActor: Any = _remote(num_cpus=0)(_Events)
 
 
@@ -111,16 +119,16 @@ class RayBackend:
         if not ray.is_initialized():
             ray.init(address=config.ray_address, include_dashboard=False, log_to_driver=False)
             self._started_ray = True
-        self._edges: list[RayEdge] = []
-        self._runs: dict[Any, tuple[Job, Any]] = {}
-        self._events = EventActor.remote()
-        self._actors: list[Any] = [self._events]
+        self._run = f"{os.getpid()}-{next(_runs)}"
+        self._events = session_actor("events", EventActor)
+        self._tasks: dict[Any, Job] = {}
         self._woken = threading.Event()
         self._memory: LocalBuffer | None = None
         self._released = False
 
     def edge(self, link: Link) -> RayEdge:
-        edge = RayEdge(
+        return RayEdge(
+            key=(self._run, link.index),
             name=link.name,
             capacity=link.capacity,
             producers=link.producers,
@@ -128,18 +136,14 @@ class RayBackend:
             shared_buffer=link.shared_buffer,
             reader=Reader.CALLER if link.consumer is None else Reader.FRESH,
         )
-        self._edges.append(edge)
-        return edge
 
     def memory(self, size: int, what: str) -> LocalBuffer:
         self._memory = LocalBuffer(size)
         return self._memory
 
     def start(self, job: Job) -> None:
-        actor = WorkerActor.options(**_resources(job.node)).remote()
-        self._actors.append(actor)
-        run = actor.run.remote(dumps_job(job), self._events)
-        self._runs[run] = (job, actor)
+        task = RunJob.options(**_resources(job.node)).remote(dumps_job(job), self._events, self._run)
+        self._tasks[task] = job
 
     def wait(self, timeout: float | None) -> list[Any]:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -153,26 +157,26 @@ class RayBackend:
 
     def _collect(self) -> list[Any]:
         """Events reported so far, then the outcomes of the workers that ended."""
-        outcomes: list[Any] = []
-        if not self._runs:
+        if not self._tasks:
             time.sleep(_POLL)  # only caller threads are left: the engine asks them
-            return outcomes
-        ready, _ = ray.wait(list(self._runs), num_returns=len(self._runs), timeout=_POLL)
-        # What the ended workers reported is all in the event actor by now
+            return []
+        ready, _ = ray.wait(list(self._tasks), num_returns=len(self._tasks), timeout=_POLL)
+        # What the ended workers reported is all in the events actor by now
         # (they synced with it before returning): take it before their ends,
         # so that their final counters are the last written.
         events = []
-        for kind, row_index, data in ray.get(self._events.drain.remote()):
+        for kind, row_index, data in ray.get(self._events.drain.remote(self._run)):
             if kind == _ROW:
                 if self._memory is not None:
                     _copy_row(self._memory, row_index, data)
             else:
                 events.append(pickle.loads(data))
-        for ref in ready:
-            job, _actor = self._runs.pop(ref)
+        outcomes = []
+        for task in ready:
+            job = self._tasks.pop(task)
             try:
-                data, row = ray.get(ref)
-            except ray.exceptions.RayActorError as exc:
+                data, row = ray.get(task)
+            except (ray.exceptions.RayError, ray.exceptions.RayTaskError) as exc:
                 outcomes.append(_crash(job.node, job.worker, exc))
                 continue
             _copy_row(job.stats, job.row, row)
@@ -183,26 +187,29 @@ class RayBackend:
         self._woken.set()
 
     def stop(self, grace: float) -> None:
-        if self._runs:
-            ray.wait(list(self._runs), num_returns=len(self._runs), timeout=grace)
-        for actor in self._actors:
-            ray.kill(actor, no_restart=True)
+        tasks = list(self._tasks)
+        if tasks:
+            _, stubborn = ray.wait(tasks, num_returns=len(tasks), timeout=grace)
+            for task in stubborn:
+                ray.cancel(task, force=True)  # ends the worker process running it
+            if stubborn:
+                ray.wait(stubborn, num_returns=len(stubborn), timeout=_CANCEL_WAIT)
 
     def release(self) -> None:
         if self._released:
             return
         self._released = True
-        for actor in self._actors:
-            ray.kill(actor, no_restart=True)
         if self._started_ray:
             ray.shutdown()
+        else:
+            self._events.drain.remote(self._run)  # what came after the end
 
 
 BACKEND = RayBackend
 
 
 def _copy_row(memory: Any, index: int, row: bytes) -> None:
-    """Put an actor's counters into the caller's table."""
+    """Put a worker's counters into the caller's table."""
     start = index * _ROW_BYTES
     memoryview(memory.memory).cast("B")[start : start + _ROW_BYTES] = row
 
@@ -210,8 +217,8 @@ def _copy_row(memory: Any, index: int, row: bytes) -> None:
 def _crash(node: Node, worker: int, error: Exception) -> Outcome:
     cause = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     crash = WorkerCrashed(
-        f"worker {worker + 1} of {node.workers} of stage '{node.name}' (a Ray actor) died "
-        f"before its stream ended; likely cause: the actor's process was killed, ran out "
+        f"worker {worker + 1} of {node.workers} of stage '{node.name}' (a Ray task) died "
+        f"before its stream ended; likely cause: its worker process was killed, ran out "
         f"of memory, or its node left the cluster ({cause})"
     )
     return Outcome(node.index, worker, error=PortableError(crash))
@@ -219,7 +226,7 @@ def _crash(node: Node, worker: int, error: Exception) -> Outcome:
 
 def _resources(node: Node) -> dict[str, Any]:
     wanted = dict(node.options.resources or ())
-    options: dict[str, Any] = {name: wanted.pop(name) for name in _STANDARD if name in wanted}
+    options: dict[str, Any] = {name: wanted.pop(name) for name in ("num_cpus", "num_gpus", "memory") if name in wanted}
     if wanted:
         options["resources"] = wanted
     return options

@@ -29,6 +29,7 @@ by a new one, and that run starts cold.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib
 import os
@@ -41,6 +42,7 @@ import subprocess
 import sys
 import sysconfig
 import threading
+import time
 import types
 from collections.abc import Callable
 from multiprocessing import context as mp_context
@@ -56,6 +58,7 @@ _HEADER = struct.Struct("<QI")  # payload length, number of fds
 _STATUS = struct.Struct("<i")
 _MAX_FDS = 256
 _PRELOAD, _FORK = "preload", "fork"
+_STOP_WAIT = 5.0  # seconds a replaced server gets to see its last workers end
 
 
 # -- which modules a plan's workers need ---------------------------------------------
@@ -157,8 +160,13 @@ class _Server:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()  # one request at a time, whatever thread runs flows
-        self._process: subprocess.Popen[bytes] | None = None
+        self._pid: int | None = None
         self._socket: socket.socket | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id, while it runs."""
+        return self._pid if self._alive() else None
 
     def preload(self, modules: list[str]) -> None:
         """Have the server import ``modules``; replace it first if what it imported changed."""
@@ -185,32 +193,50 @@ class _Server:
         return WarmProcess(pid, status_read)
 
     def _alive(self) -> bool:
-        return self._process is not None and self._process.poll() is None
+        if self._pid is None:
+            return False
+        if os.waitpid(self._pid, os.WNOHANG) == (0, 0):
+            return True
+        self._pid = None  # it died (killed?): reaped now, replaced on the next run
+        return False
 
     def _restart(self) -> None:
         self._stop()
         ours, theirs = socket.socketpair()
-        command = [
+        theirs.set_inheritable(True)
+        argv = [
             sys.executable, *subprocess._args_from_interpreter_flags(),  # type: ignore[attr-defined]
             "-c", "from streamflow._backends._warm import serve; serve()", str(theirs.fileno()),
         ]
         try:
-            self._process = subprocess.Popen(command, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
+            self._pid = os.posix_spawn(
+                sys.executable, argv, os.environ,
+                file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)],
+            )
         finally:
             theirs.close()
         self._socket = ours
 
     def _stop(self) -> None:
+        """Let the current server go: it ends once its workers have."""
         if self._socket is not None:
             self._socket.close()  # the server exits when its socket closes
             self._socket = None
-        if self._process is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self._process.wait(5)
-            if self._process.poll() is None:
-                self._process.kill()
-                self._process.wait()
-            self._process = None
+        if self._pid is not None:
+            deadline = time.monotonic() + _STOP_WAIT
+            while os.waitpid(self._pid, os.WNOHANG) == (0, 0):
+                if time.monotonic() > deadline:
+                    os.kill(self._pid, signal.SIGKILL)
+                    os.waitpid(self._pid, 0)
+                    break
+                time.sleep(0.01)  # it is finishing its last workers' ends
+            self._pid = None
+
+    def close(self) -> None:
+        """At the caller's exit: close the socket; the server follows once its workers have."""
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
 
     def _ask(self, op: str, payload: Any, fds: list[int]) -> Any:
         assert self._socket is not None
@@ -226,12 +252,14 @@ class _Server:
 
 
 _server = _Server()
+atexit.register(lambda: _server.close())
 
 
 def _forget_in_child() -> None:
     """A forked child has a copy of the caller's connection: not its to use."""
     global _server
     _server = _Server()
+atexit.register(lambda: _server.close())
 
 
 os.register_at_fork(after_in_child=_forget_in_child)
@@ -338,7 +366,9 @@ def serve() -> None:
         try:
             data, fds = _receive(sock)
         except (EOFError, OSError):
-            return  # the caller is gone: so are we; workers notice it themselves
+            sock.close()
+            _outlive(children)  # the caller let us go: once our workers have ended, so do we
+            return
         op, payload = pickle.loads(data)
         try:
             if op == _PRELOAD:
@@ -356,6 +386,15 @@ def serve() -> None:
             for fd in fds:
                 os.close(fd)
         _send(sock, pickle.dumps(reply), [])
+
+
+def _outlive(children: dict[int, tuple[int, int]]) -> None:
+    """Reap the workers still running, so that none is left a zombie of ours."""
+    for pidfd, (pid, status) in children.items():
+        select.select([pidfd], [], [])
+        _, code = os.waitpid(pid, 0)
+        with contextlib.suppress(OSError):
+            os.write(status, _STATUS.pack(os.waitstatus_to_exitcode(code)))
 
 
 def _preload(modules: list[str], path: list[str], imported: dict[str, float]) -> str:

@@ -106,7 +106,11 @@ def _portable(record: logging.LogRecord) -> dict[str, Any]:
 
 
 def relay_to(settings: CallerSettings, report: Callable[[Any], None]) -> None:
-    """Send this worker process's log records and warnings to the caller, as it configured them."""
+    """Send this worker process's log records and warnings to the caller, as it configured them.
+
+    A process that runs workers one after the other (Ray's) relays each to
+    its own caller: installing again replaces what was installed before.
+    """
     manager = logging.Logger.manager
     forward = _Forward(report)
     loggers = [logging.getLogger()] + [
@@ -114,7 +118,7 @@ def relay_to(settings: CallerSettings, report: Callable[[Any], None]) -> None:
     ]
     for logger in loggers:
         for handler in list(logger.handlers):
-            logger.removeHandler(handler)
+            logger.removeHandler(handler)  # inherited from the caller (fork), or an earlier worker's
         if not logger.propagate:
             logger.addHandler(forward)  # its records stop here: send them from here
     logging.getLogger().addHandler(forward)

@@ -1,14 +1,17 @@
-"""Edges between Ray actors: a bounded channel kept by a small async actor.
+"""Edges between Ray workers: bounded channels kept by one small async actor, the hub.
 
 ::
 
-    producer actors --reserve/send--> EdgeActor (free-slot count, FIFO of packets) --next--> consumers
+    producers --reserve/send(key)--> hub: {key: _Edge (free-slot count, FIFO of packets)} --next(key)--> consumers
 
-Packets travel as object references (``ray.put`` by the producer), so large
-arrays go through Ray's object store without extra copies; the edge only
-holds references.  ``packets_in_flight`` is exact across every producer of
-an edge: the edge actor owns the one semaphore they all reserve from, and a
-consumer's ``next`` call returns its previous slot.
+The hub lives for the driver's Ray session and holds the edges of every
+run, each under its own key (run, edge); starting a run costs a call per
+edge, not a new actor.  Packets travel inside the calls, pickled by the
+producer, or, for large arrays, as object references (``ray.put``), so they
+go through Ray's object store without extra copies.  ``packets_in_flight``
+is exact across every producer of an edge: the hub owns the one free-slot
+count they all reserve from, and a consumer's ``next`` call returns its
+previous slots.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import ray
 from . import Aborted, DownstreamClosed
 from ._serialize import Reader, dumps_message, loads
 
-__all__ = ["RayEdge", "RayReceiver", "RaySender"]
+__all__ = ["RayEdge", "RayReceiver", "RaySender", "hub", "session_actor"]
 
 _OK, _ABORTED, _CLOSED = 0, 1, 2
 _LARGE = 1 << 20  # bytes from which an array goes through the object store
@@ -138,19 +141,91 @@ def _get(ref: Any) -> Any:
             continue
 
 
+Key = tuple[str, int]  # (run, edge)
+
+
+class _Hub:
+    """The edges of every run of a Ray session, each under its key.
+
+    A call on an edge that was closed (a worker that outlived its run) finds
+    it aborted.
+    """
+
+    def __init__(self) -> None:
+        self._edges: dict[Key, _Edge] = {}
+        self._gone = _Edge(0, 1, 1)
+        self._gone.abort()
+
+    def _edge(self, key: Key) -> _Edge:
+        return self._edges.get(key, self._gone)
+
+    def open(self, key: Key, capacity: int, producers: int, consumers: int) -> None:
+        self._edges[key] = _Edge(capacity, producers, consumers)
+
+    def close(self, key: Key) -> None:
+        self._edges.pop(key, self._gone).abort()  # anyone still waiting on it wakes
+
+    async def reserve(self, key: Key, most: int) -> tuple[int, int]:
+        return await self._edge(key).reserve(most)
+
+    def unreserve(self, key: Key, count: int) -> None:
+        self._edge(key).unreserve(count)
+
+    def send(self, key: Key, producer: Any, boxes: list[tuple[int, list[Any]]]) -> None:
+        self._edge(key).send(producer, boxes)
+
+    def producer_done(self, key: Key, producer: Any, total: int) -> None:
+        self._edge(key).producer_done(producer, total)
+
+    async def next(self, key: Key, release: int, most: int) -> tuple[int, list[Any]]:
+        return await self._edge(key).next(release, most)
+
+    def consumer_done(self, key: Key, release: int, ended: bool) -> None:
+        self._edge(key).consumer_done(release, ended)
+
+    def abort(self, key: Key) -> None:
+        self._edge(key).abort()
+
+    def moved(self, key: Key) -> int:
+        return self._edge(key).moved()
+
+
 # Ray's decorator types do not follow an actor class; the actor is used dynamically.
 _remote: Any = ray.remote
-EdgeActor: Any = _remote(num_cpus=0, max_concurrency=1000)(_Edge)
+HubActor: Any = _remote(num_cpus=0, max_concurrency=10_000)(_Hub)
+_session: dict[tuple[str, str], Any] = {}  # (Ray job id, name) -> an actor of this session
+
+
+def session_actor(name: str, actor: Any) -> Any:
+    """The actor ``name`` of the current Ray session, started the first time it is needed.
+
+    Not detached: Ray ends it with the driver.  A new session (``ray.shutdown``,
+    then ``ray.init``) gets new ones.
+    """
+    job = ray.get_runtime_context().get_job_id()
+    if (job, name) not in _session:
+        for key in [key for key in _session if key[0] != job]:
+            del _session[key]
+        _session[job, name] = actor.options(name=f"streamflow-{name}-{job}").remote()
+    return _session[job, name]
+
+
+def hub() -> Any:
+    """The hub of the current Ray session."""
+    return session_actor("hub", HubActor)
 
 
 class RayEdge:
-    """An edge whose packets pass through one ``EdgeActor``; picklable to actors."""
+    """An edge kept by the session's hub; picklable to Ray workers."""
 
     def __init__(
-        self, *, name: str, capacity: int, producers: int, consumers: int, shared_buffer: bool, reader: Reader
+        self, *, key: Key, name: str, capacity: int, producers: int, consumers: int, shared_buffer: bool,
+        reader: Reader,
     ) -> None:
         self.name = name
-        self.actor = EdgeActor.remote(capacity, producers, consumers)
+        self.hub = hub()
+        self.key = key
+        _get(self.hub.open.remote(key, capacity, producers, consumers))  # there before any worker asks
         # Each end takes at most its share of the slots at once, so that none hoards them.
         self._producer_share = max(1, capacity // producers)
         self._consumer_share = max(1, capacity // consumers)
@@ -158,20 +233,20 @@ class RayEdge:
         self._reader = reader
 
     def sender(self, endpoint: int) -> RaySender:
-        return RaySender(self.actor, self.name, self._producer_share, endpoint, self._reader)
+        return RaySender(self.hub, self.key, self.name, self._producer_share, endpoint, self._reader)
 
     def receiver(self, endpoint: int) -> RayReceiver:
-        return RayReceiver(self.actor, self._shared_buffer, self._consumer_share)
+        return RayReceiver(self.hub, self.key, self._shared_buffer, self._consumer_share)
 
     def abort(self) -> None:
-        self.actor.abort.remote()
+        self.hub.abort.remote(self.key)
 
     def moved(self) -> int:
-        moved: int = _get(self.actor.moved.remote())
+        moved: int = _get(self.hub.moved.remote(self.key))
         return moved
 
     def close(self) -> None:
-        ray.kill(self.actor, no_restart=True)
+        self.hub.close.remote(self.key)
 
 
 class RaySender:
@@ -185,10 +260,11 @@ class RaySender:
     it is built, so lockstep stays lockstep.
     """
 
-    def __init__(self, edge: Any, stage: str, share: int, producer: Any, reader: Reader) -> None:
+    def __init__(self, hub: Any, key: Key, stage: str, share: int, producer: Any, reader: Reader) -> None:
         """``share``: the most slots this producer takes at once, its share of
         the edge's, so that one producer cannot hoard slots the others need."""
-        self._edge = edge
+        self._hub = hub
+        self._key = key
         self._stage = stage
         self._reader = reader
         self._share = share
@@ -204,7 +280,7 @@ class RaySender:
     def reserve(self) -> None:
         if self._credit == 0:
             self._flush()  # about to wait for a slot: what is built must go first
-            state, taken = _get(self._edge.reserve.remote(self._share))
+            state, taken = _get(self._hub.reserve.remote(self._key, self._share))
             if state != _OK:
                 self._closed.set()  # nothing more will be sent: the flusher can stop
                 raise Aborted() if state == _ABORTED else DownstreamClosed()
@@ -217,7 +293,7 @@ class RaySender:
             self._credit += 1
             self._holding = False
         if self._credit:
-            _get(self._edge.unreserve.remote(self._credit))
+            _get(self._hub.unreserve.remote(self._key, self._credit))
             self._credit = 0
 
     def send(self, item: Any) -> None:
@@ -242,7 +318,7 @@ class RaySender:
             except IndexError:
                 break
         if boxes:
-            self._edge.send.remote(self._producer, boxes)
+            self._hub.send.remote(self._key, self._producer, boxes)
 
     def _flush_often(self) -> None:
         while not self._closed.wait(_FLUSH):
@@ -252,7 +328,7 @@ class RaySender:
         self._closed.set()
         self._flush()
         self.unreserve()
-        _get(self._edge.producer_done.remote(self._producer, self._sent))
+        _get(self._hub.producer_done.remote(self._key, self._producer, self._sent))
 
 
 class RayReceiver:
@@ -264,10 +340,11 @@ class RayReceiver:
     own writable copy, as on the other backends.
     """
 
-    def __init__(self, edge: Any, shared_buffer: bool, share: int) -> None:
+    def __init__(self, hub: Any, key: Key, shared_buffer: bool, share: int) -> None:
         """``share``: the most packets this consumer takes at once, its share
         of the edge's slots, so that one consumer cannot hoard packets."""
-        self._edge = edge
+        self._hub = hub
+        self._key = key
         self._copy = not shared_buffer
         self._share = share
         self._batch: deque[Any] = deque()
@@ -286,7 +363,7 @@ class RayReceiver:
         if self._ended:
             raise StopIteration
         if not self._batch:
-            state, boxes = _get(self._edge.next.remote(self._done, self._share))
+            state, boxes = _get(self._hub.next.remote(self._key, self._done, self._share))
             self._done = 0
             if state == _ABORTED:
                 raise Aborted()
@@ -307,6 +384,6 @@ class RayReceiver:
         if not self._finished:
             self._finished = True
             release = self._done + self._held + len(self._batch)
-            _get(self._edge.consumer_done.remote(release, self._ended))
+            _get(self._hub.consumer_done.remote(self._key, release, self._ended))
             self._held, self._done = False, 0
             self._batch.clear()
