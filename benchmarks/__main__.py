@@ -1,30 +1,47 @@
-"""Benchmarks: ``python -m benchmarks [--quick] [--json] [--compare pipeline-lib] [--only NAME]``.
+"""Benchmarks: ``python -m benchmarks [--quick] [--compare pipeline-lib] [--only NAME] [--spin 0,50] ...``.
 
 Workloads (each on the thread backend and on processes under fork and spawn):
 
 - small: small dicts through source -> pass-through -> sink, microseconds
   per message, for (workers, packets_in_flight) in (1,1), (1,8), (2,8), with
-  and without ``max_message_size``;
+  and without ``max_message_size``; next to the wall time, the CPU time
+  and voluntary context switches a message costs all the flow's processes
+  (``getrusage`` in each, over the same stretch); with one worker on
+  processes, a pure-Python reference ring (``ring.py``) as the floor;
+- edges: the same flow over streamflow's shared-memory edges without the
+  runtime (no worker loop, counters or supervisor), against the same ring:
+  what the transport costs, apart from the runtime;
 - large: 40 MB int32 arrays from a source that reuses one array to a sink,
   milliseconds per message, against the floor of one numpy memcpy per hop
   measured in the same run;
 - cpu: a pure-Python stage of about 2 ms per item, 1 and 2 workers;
+- idle: CPU milliseconds the flow's stages spend while a slow source makes
+  them wait 10 s for its second item (what spinning costs an idle flow);
 - startup: a trivial 3-stage flow, started and torn down, in milliseconds;
 - startup-heavy: a 5-worker flow whose stage module imports scikit-learn,
   its first run in a new interpreter and its later runs, under each start
   method (the default, warm, against fork's time as its floor);
-- rss: peak resident memory of caller and workers over many small messages.
+- rss: peak resident memory of caller and workers over many small messages;
+- policy: a map stage's cost per message with a failure policy set that
+  never acts (skip, retries, timeout) against none, and the time a run
+  loses when a worker is killed and replaced;
+- ordered: ``ordered=True`` against unordered with 2 workers (small
+  messages, and about 200 us of work each); batch: the latency from an
+  item's arrival to its batch's emission under ``max_wait`` with a slow source.
 
 Throughput is timed from the first to the last packet at the sink, so it
 excludes start-up (measured on its own).  Each number is the best of a few
 repeats.  ``--compare pipeline-lib`` runs the same workloads on pipeline-lib
 in the same run and adds its number and the ratio (theirs / ours: above 1,
-streamflow is faster).
+streamflow is faster).  ``--spin 0,50`` measures every streamflow row once
+per spin budget (``STREAMFLOW_SPIN_US``), interleaved, so that the
+budgets meet the same noise.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import multiprocessing
@@ -35,7 +52,11 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from streamflow._transport._spin import SPIN_ENV
+
+from . import order, policies
 from . import workloads as w
+from .ring import run_edges, run_ring
 
 __all__ = ["Row", "main", "run_benchmarks"]
 
@@ -59,6 +80,8 @@ class Row:
     theirs: float | None = None
     floor: float | None = None
     note: str = ""
+    usage: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
+    """(CPU us, voluntary context switches) per message, for "ours", "theirs", "floor"."""
 
     @property
     def ratio(self) -> float | None:
@@ -73,14 +96,29 @@ class Row:
 
 
 @dataclasses.dataclass
+class Sample:
+    """One measurement: the time per message, and what it cost in CPU and switches."""
+
+    value: float
+    cpu: float | None = None
+    switches: float | None = None
+
+
+Measure = Callable[[], "float | Sample"]
+
+
+@dataclasses.dataclass
 class Settings:
     quick: bool
     compare: bool
     only: str | None
+    spins: list[str | None] = dataclasses.field(default_factory=lambda: [None])
+    """Spin budgets to measure streamflow with (microseconds); None: as the environment says."""
+    best_of: int | None = None
 
     @property
     def repeats(self) -> int:
-        return 1 if self.quick else 3
+        return self.best_of or (1 if self.quick else 3)
 
 
 def _label(backend: str, method: str | None) -> str:
@@ -93,6 +131,25 @@ def _stamps(method: str | None) -> Any:
 
 def _best(repeats: int, measure: Callable[[], float]) -> float:
     return min(measure() for _ in range(repeats))
+
+
+@contextlib.contextmanager
+def _spin(budget: str | None) -> Iterator[None]:
+    """Run with ``STREAMFLOW_SPIN_US=budget`` (read where edges are built, in this process)."""
+    old = os.environ.get(SPIN_ENV)
+    if budget is not None:
+        os.environ[SPIN_ENV] = budget
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(SPIN_ENV, None)
+        else:
+            os.environ[SPIN_ENV] = old
+
+
+def _with_spin(config: str, budget: str | None) -> str:
+    return config if budget is None else f"{config} spin={budget}"
 
 
 def _pipeline_lib() -> Any:
@@ -112,40 +169,78 @@ def _pl_run(tasks: list[Any], backend: str, method: str | None) -> None:
 # -- small messages -----------------------------------------------------------------
 
 
+def _meter(method: str | None) -> Any:
+    return multiprocessing.get_context(method or "fork").Array("d", w.METER_SIZE)
+
+
 def _small(settings: Settings) -> Iterator[Row]:
     n = 5_000 if settings.quick else 20_000
     for backend, method in METHODS:
         for workers, pif in ((1, 1), (1, 8), (2, 8)):
             for limit in (None, 4096):
                 config = f"{_label(backend, method)} w={workers} pif={pif} mms={limit or '-'}"
+                # On threads every stage shares the sink's process: its usage covers them all.
+                each = backend != "thread"
 
-                def ours() -> float:
-                    stamps = _stamps(method)
+                def ours() -> Sample:
+                    meter = _meter(method)
                     opts: dict[str, Any] = {"packets_in_flight": pif, "max_message_size": limit}
                     flow = (
-                        w.small_source(n=n).options(**opts)
-                        | w.small_pass.options(workers=workers, **opts)
-                        | w.small_sink(stamps=stamps)
+                        w.small_source(n=n, meter=meter if each else None).options(**opts)
+                        | w.small_pass(meter=meter if each else None).options(workers=workers, **opts)
+                        | w.small_sink(stamps=meter, metering=True)
                     )
                     flow.run(backend=backend, start_method=method)
-                    return float(stamps[1] - stamps[0]) / (n - 1) * 1e6
+                    return Sample(*w.per_message(meter, n))
 
-                def theirs() -> float:
+                def theirs() -> Sample:
                     Task = _pipeline_lib().PipelineTask
-                    stamps = _stamps(method)
+                    meter = _meter(method)
                     opts = {"packets_in_flight": pif, "max_message_size": limit}
                     _pl_run(
                         [
-                            Task(w.pl_small_source, {"n": n}, **opts),
-                            Task(w.pl_small_pass, num_workers=workers, **opts),
-                            Task(w.pl_small_sink, {"stamps": stamps}),
+                            Task(w.pl_small_source, {"n": n, "meter": meter if each else None}, **opts),
+                            Task(w.pl_small_pass, {"meter": meter if each else None}, num_workers=workers, **opts),
+                            Task(w.pl_small_sink, {"stamps": meter}),
                         ],
                         backend,
                         method,
                     )
-                    return float(stamps[1] - stamps[0]) / (n - 1) * 1e6
+                    return Sample(*w.per_message(meter, n))
 
-                yield _row(settings, "small", config, "us/msg", ours, theirs)
+                def ring() -> Sample:
+                    meter = _meter("fork")
+                    run_ring(n, pif, meter)
+                    return Sample(*w.per_message(meter, n))
+
+                floor = ring if backend == "process" and workers == 1 else None
+                rows = _rows(settings, "small", config, "us/msg", ours, theirs, floor)
+                for row in rows:
+                    if floor is not None:
+                        row.note = "floor = reference ring (fork)"
+                yield from rows
+
+
+def _edges(settings: Settings) -> Iterator[Row]:
+    """The small workload over streamflow's edges without its runtime, against the reference ring."""
+    n = 5_000 if settings.quick else 20_000
+    for pif in (1, 8):
+        for limit in (None, 4096):
+
+            def ours() -> Sample:
+                meter = _meter("fork")
+                run_edges(n, pif, limit, meter)
+                return Sample(*w.per_message(meter, n))
+
+            def ring() -> Sample:
+                meter = _meter("fork")
+                run_ring(n, pif, meter)
+                return Sample(*w.per_message(meter, n))
+
+            config = f"process/fork w=1 pif={pif} mms={limit or '-'}"
+            for row in _rows(settings, "edges", config, "us/msg", ours, None, ring):
+                row.note = "edges alone, no runtime; floor = reference ring (fork)"
+                yield row
 
 
 # -- large messages -----------------------------------------------------------------
@@ -199,9 +294,9 @@ def _large(settings: Settings) -> Iterator[Row]:
                 )
                 return float(stamps[1] - stamps[0]) / (n - 1) * 1e3
 
-            row = _row(settings, "large", config, "ms/msg", ours, theirs)
-            row.floor = None if backend == "thread" else floor
-            yield row
+            for row in _rows(settings, "large", config, "ms/msg", ours, theirs):
+                row.floor = None if backend == "thread" else floor
+                yield row
 
 
 # -- CPU-bound scaling ---------------------------------------------------------------
@@ -211,7 +306,7 @@ def _cpu(settings: Settings) -> Iterator[Row]:
     n = 40 if settings.quick else 100
     seconds = 0.002
     for backend, method in METHODS:
-        rates = {}
+        rates: dict[tuple[str | None, int], float] = {}
         for workers in (1, 2):
 
             def ours() -> float:
@@ -224,15 +319,47 @@ def _cpu(settings: Settings) -> Iterator[Row]:
                 flow.run(backend=backend, start_method=method)
                 return float(stamps[1] - stamps[0]) / (n - 1) * 1e3
 
-            rates[workers] = _best(settings.repeats, ours)
-        yield Row(
-            "cpu",
-            f"{_label(backend, method)} 2 ms/item, 1 -> 2 workers",
-            "ms/item",
-            rates[2],
-            theirs=rates[1],
-            note="theirs = 1 worker; ratio = speed-up",
-        )
+            for _ in range(settings.repeats):
+                for budget in settings.spins:
+                    with _spin(budget):
+                        rate = ours()
+                    rates[budget, workers] = min(rates.get((budget, workers), rate), rate)
+        for budget in settings.spins:
+            yield Row(
+                "cpu",
+                _with_spin(f"{_label(backend, method)} 2 ms/item, 1 -> 2 workers", budget),
+                "ms/item",
+                rates[budget, 2],
+                theirs=rates[budget, 1],
+                note="theirs = 1 worker; ratio = speed-up",
+            )
+
+
+# -- an idle flow ---------------------------------------------------------------------
+
+
+def _idle(settings: Settings) -> Iterator[Row]:
+    """CPU time of source -> pass-through -> sink while the source sleeps between two items."""
+    seconds = 2.0 if settings.quick else 10.0
+    for backend, method in METHODS[:2]:  # thread and fork: spawn would idle the same way
+        for budget in settings.spins:
+            with _spin(budget):
+                meter = _meter(method)
+                each = backend != "thread"
+                flow = (
+                    w.slow_source(seconds=seconds, meter=meter if each else None)
+                    | w.small_pass(meter=meter if each else None)
+                    | w.small_sink(stamps=meter, metering=True)
+                )
+                flow.run(backend=backend, start_method=method)
+            cpu_us, switches = w.per_message(meter, 2)[1:]
+            yield Row(
+                "idle",
+                _with_spin(f"{_label(backend, method)} a wait of {seconds:g} s", budget),
+                "cpu ms",
+                cpu_us * 2 / 1e3,
+                note=f"{switches * 2:.0f} voluntary context switches",
+            )
 
 
 # -- start-up and tear-down ----------------------------------------------------------
@@ -259,7 +386,7 @@ def _startup(settings: Settings) -> Iterator[Row]:
             )
             return (time.perf_counter() - started) * 1e3
 
-        yield _row(settings, "startup", f"{_label(backend, method)} 3 stages", "ms", ours, theirs, repeats)
+        yield from _rows(settings, "startup", f"{_label(backend, method)} 3 stages", "ms", ours, theirs, repeats=repeats)
 
 
 def _startup_heavy(settings: Settings) -> Iterator[Row]:
@@ -410,6 +537,42 @@ def _stats_cost(settings: Settings) -> Iterator[Row]:
               note="with counters minus without, in one process")
 
 
+# -- failure policies, order, batches ----------------------------------------------
+
+
+def _policy(settings: Settings) -> Iterator[Row]:
+    """A map stage's cost per message with a policy set that never acts; a dead worker's replacement."""
+    n = 5_000 if settings.quick else 20_000
+    for backend, method in [("thread", None), ("process", "fork")]:
+        options = {"backend": backend, **({"start_method": method} if method else {})}
+        costs = policies.per_message(options, n, max(2, settings.repeats))
+        plain = costs.pop("none")
+        yield Row("policy", f"{_label(backend, method)} none", "us/msg", plain)
+        for name, cost in costs.items():
+            yield Row("policy", f"{_label(backend, method)} {name}", "us/msg", cost,
+                      note=f"{cost / plain - 1:+.0%} against none")
+    for method in ("fork", "warm", "spawn"):
+        clean, crashed = policies.replacement({"backend": "process", "start_method": method}, 200, settings.repeats)
+        yield Row("policy", f"process/{method} replace a killed worker", "ms", (crashed - clean) * 1e3,
+                  note=f"run with a kill {crashed * 1e3:.0f} ms, without {clean * 1e3:.0f} ms")
+
+
+def _ordered(settings: Settings) -> Iterator[Row]:
+    """ordered=True against unordered, 2 workers; batch latency under max_wait with a slow source."""
+    for workload, n in (("small", 5_000 if settings.quick else 20_000), ("medium", 2_000 if settings.quick else 5_000)):
+        for backend, method in [("thread", None), ("process", "fork")]:
+            options = {"backend": backend, **({"start_method": method} if method else {})}
+            unordered, ordered = order.ordered_cost(options, workload, n, max(2, settings.repeats))
+            yield Row("ordered", f"{_label(backend, method)} {workload} unordered", "us/msg", unordered)
+            yield Row("ordered", f"{_label(backend, method)} {workload} ordered", "us/msg", ordered,
+                      note=f"{ordered / unordered - 1:+.0%} against unordered")
+    for backend, method in [("thread", None), ("process", "fork")]:
+        options = {"backend": backend, **({"start_method": method} if method else {})}
+        median, worst = order.batch_latency(options, 0.05, 8 if settings.quick else 20)
+        yield Row("batch", f"{_label(backend, method)} max_wait=50ms, slow source", "ms", median * 1e3,
+                  note=f"arrival to emission, median; worst {worst * 1e3:.1f} ms")
+
+
 # -- Ray -------------------------------------------------------------------------
 
 
@@ -456,43 +619,71 @@ def _ray(settings: Settings) -> Iterator[Row]:
 # -- driver --------------------------------------------------------------------------
 
 
-def _row(
+def _rows(
     settings: Settings,
     workload: str,
     config: str,
     unit: str,
-    ours: Callable[[], float],
-    theirs: Callable[[], float],
+    ours: Measure,
+    theirs: Measure | None,
+    floor: Measure | None = None,
     repeats: int | None = None,
-) -> Row:
-    repeats = repeats or settings.repeats
-    row = Row(workload, config, unit, _best(repeats, ours))
-    if settings.compare:
-        row.theirs = _best(repeats, theirs)
-    return row
+) -> list[Row]:
+    """A row per spin budget, each the best of ``repeats``; the contenders
+    take turns within each repeat, so that they meet the same noise."""
+    best: dict[str, Sample] = {}
+
+    def keep(key: str, measure: Measure) -> None:
+        sample = measure()
+        if not isinstance(sample, Sample):
+            sample = Sample(sample)
+        if key not in best or sample.value < best[key].value:
+            best[key] = sample
+
+    for _ in range(repeats or settings.repeats):
+        for budget in settings.spins:
+            with _spin(budget):
+                keep(f"ours {budget}", ours)
+        if settings.compare and theirs is not None:
+            keep("theirs", theirs)
+        if floor is not None:
+            keep("floor", floor)
+    theirs_best, floor_best = best.get("theirs"), best.get("floor")
+    rows = []
+    for budget in settings.spins:
+        ours_best = best[f"ours {budget}"]
+        row = Row(workload, _with_spin(config, budget), unit, ours_best.value)
+        row.theirs = theirs_best.value if theirs_best else None
+        row.floor = floor_best.value if floor_best else None
+        for role, sample in (("ours", ours_best), ("theirs", theirs_best), ("floor", floor_best)):
+            if sample and sample.cpu is not None and sample.switches is not None:
+                row.usage[role] = (sample.cpu, sample.switches)
+        rows.append(row)
+    return rows
 
 
 WORKLOADS: dict[str, Callable[[Settings], Iterator[Row]]] = {
     "small": _small,
+    "edges": _edges,
     "large": _large,
     "cpu": _cpu,
+    "idle": _idle,
     "startup": _startup,
     "startup-heavy": _startup_heavy,
     "rss": _rss,
     "stats": _stats_cost,
+    "policy": _policy,
+    "ordered": _ordered,
     "ray": _ray,
 }
 
 
 def run_benchmarks(settings: Settings) -> Iterator[Row]:
     """Measure every selected workload, yielding rows as they complete."""
+    wanted = settings.only.split(",") if settings.only else None
     for name, workload in WORKLOADS.items():
-        if settings.only and settings.only not in name:
-            continue
-        for row in workload(settings):
-            if settings.only and settings.only not in f"{name} {row.config}" and settings.only not in name:
-                continue
-            yield row
+        if wanted is None or any(part in name for part in wanted):
+            yield from workload(settings)
 
 
 def _format(row: Row, compare: bool) -> str:
@@ -503,6 +694,10 @@ def _format(row: Row, compare: bool) -> str:
         text += f" {theirs:>10} {ratio:>8}"
     if row.floor is not None:
         text += f"  floor {row.floor:.2f} ({row.over_floor:.2f}x)"
+    if row.usage:
+        text += "  cpu us/csw:" + "".join(
+            f" {role} {cpu:.2f}/{switches:.2f}" for role, (cpu, switches) in row.usage.items()
+        )
     return text
 
 
@@ -511,7 +706,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="fewer messages and repeats (under a minute)")
     parser.add_argument("--json", action="store_true", help="print rows as JSON")
     parser.add_argument("--compare", choices=["pipeline-lib"], help="also run pipeline-lib")
-    parser.add_argument("--only", help="run workloads whose name contains this (small, large, ...)")
+    parser.add_argument("--only", help="run workloads whose name contains this (small, large, ...; several: small,cpu)")
+    parser.add_argument("--repeats", type=int, help="best of this many runs a row (default 3, --quick 1)")
+    parser.add_argument(
+        "--spin", help=f"measure streamflow once per spin budget, e.g. 0,50 (sets {SPIN_ENV}, microseconds)"
+    )
     parser.add_argument("--probe-rss", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--probe-startup", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -522,7 +721,9 @@ def main(argv: list[str] | None = None) -> None:
         method, library, later_runs = args.probe_startup
         _run_probe_startup(method, library, int(later_runs))
         return
-    settings = Settings(quick=args.quick, compare=args.compare is not None, only=args.only)
+    settings = Settings(quick=args.quick, compare=args.compare is not None, only=args.only, best_of=args.repeats)
+    if args.spin:
+        settings.spins = [budget.strip() for budget in args.spin.split(",")]
     if settings.compare:
         _pipeline_lib()
     rows = []
@@ -531,7 +732,7 @@ def main(argv: list[str] | None = None) -> None:
         if settings.compare:
             header += f" {'pipeline-lib':>10} {'ratio':>8}"
         print(f"# python -m benchmarks {' '.join(argv if argv is not None else sys.argv[1:])}")
-        print(f"# {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+        print(f"# {os.cpu_count()} cores, Python {sys.version.split()[0]}, {SPIN_ENV}={os.environ.get(SPIN_ENV, 'unset')}")
         print(header)
     for row in run_benchmarks(settings):
         rows.append(row)

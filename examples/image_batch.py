@@ -1,8 +1,10 @@
-"""The classic image pipeline: load | model | remap | aggregate.
+"""The classic image pipeline: load | batch | model | unbatch | remap | aggregate.
 
 Images are the handwritten digits that ship with scikit-learn (no download);
-the model is a real classifier, trained once per worker when the stage
-starts, then run on every image that reaches that worker.
+the model is a real classifier, a class stage: trained once per worker when
+the worker builds it, then run on batches of images (one vectorised call a
+batch), gathered by ``sf.batch`` by size, or after 50 ms if the images come
+slowly.
 
 Run it with ``python -m examples.image_batch`` (needs ``pip install -e '.[examples]'``).
 """
@@ -50,22 +52,30 @@ def load(indices: list[int]) -> Iterator[Image]:
         yield Image(index, digits.images[index], int(digits.target[index]))
 
 
-@sf.stage(workers=2, packets_in_flight=8)
-def model(images: Iterable[Image], name: str = "logistic", train_size: int = 900) -> Iterator[Prediction]:
-    """Classify images with a model set up once per worker."""
-    from sklearn.datasets import load_digits
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.svm import SVC
+@sf.map(workers=2, packets_in_flight=4)
+class Model:
+    """Classify batches of images with a model set up once per worker."""
 
-    digits = load_digits()
-    features, targets = digits.data[:train_size], digits.target[:train_size]
-    classifier = (
-        LogisticRegression(max_iter=2000) if name == "logistic" else SVC(gamma=0.001, probability=True)
-    ).fit(features, targets)
-    for image in images:
-        probabilities = classifier.predict_proba(image.pixels.reshape(1, -1))[0]
-        digit = int(np.argmax(probabilities))
-        yield Prediction(image.index, digit, float(probabilities[digit]), image.truth)
+    def __init__(self, name: str = "logistic", train_size: int = 900) -> None:
+        from sklearn.datasets import load_digits
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.svm import SVC
+
+        digits = load_digits()
+        features, targets = digits.data[:train_size], digits.target[:train_size]
+        self.classifier = (
+            LogisticRegression(max_iter=2000) if name == "logistic" else SVC(gamma=0.001, probability=True)
+        ).fit(features, targets)
+
+    def __call__(self, images: list[Image]) -> list[Prediction]:
+        pixels = np.stack([image.pixels.reshape(-1) for image in images])
+        probabilities = self.classifier.predict_proba(pixels)
+        digits = probabilities.argmax(axis=1)
+        return [
+            Prediction(image.index, int(digit), float(p[digit]), image.truth)
+            for image, digit, p in zip(images, digits, probabilities)
+        ]
+
 
 
 @sf.stage
@@ -92,7 +102,9 @@ CLASSMAP = {d: ("even" if d % 2 == 0 else "odd") + f"-{d}" for d in range(10)}
 def main(count: int = 897, **options: object) -> Summary:
     flow = (
         load(indices=list(range(900, 900 + count)))
-        | model(name="logistic")
+        | sf.batch(32, max_wait=0.05)
+        | Model(name="logistic")
+        | sf.unbatch()
         | remap(classmap=CLASSMAP)
         | aggregate
     )

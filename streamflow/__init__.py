@@ -1,21 +1,28 @@
 """streamflow: parallel stream processing with plain Python generators.
 
-Annotate generator functions with ``@stage``, compose them with ``|`` into a
+Annotate generator functions with ``@stage`` (or per-item functions with
+``@map``), compose them with ``|`` into a
 lazy, type-checked ``Flow``, and run it on threads or processes with
 bounded buffers and errors that never hang.
 """
 
 from ._errors import (
+    FailuresWarning,
     FlowTypeError,
     InactivityError,
+    ItemTimeout,
     MessageTooLarge,
     OptionError,
     StageError,
     StreamflowError,
+    TooManyFailures,
     UnpicklableMessage,
     WorkerCrashed,
 )
+from ._batch import batch, unbatch
+from ._failures import Failure
 from ._flow import ClosedFlow, Flow
+from ._map import map
 from ._options import RunOptions, StageOptions
 from ._run import Run
 from ._runtime import RemoteTraceback, WorkerInfo, worker_info
@@ -24,9 +31,12 @@ from ._stats import StageStats, WorkerStats
 
 __all__ = [
     "ClosedFlow",
+    "Failure",
+    "FailuresWarning",
     "Flow",
     "FlowTypeError",
     "InactivityError",
+    "ItemTimeout",
     "MessageTooLarge",
     "OptionError",
     "Processor",
@@ -40,12 +50,16 @@ __all__ = [
     "StageOptions",
     "StageStats",
     "StreamflowError",
+    "TooManyFailures",
     "UnpicklableMessage",
     "WorkerCrashed",
     "WorkerInfo",
     "WorkerStats",
+    "batch",
+    "map",
     "source",
     "stage",
+    "unbatch",
     "worker_info",
 ]
 

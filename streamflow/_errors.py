@@ -8,23 +8,35 @@
      +-- StageError                        a stage raised something unpicklable
      +-- WorkerCrashed                     a worker died without finishing
      +-- InactivityError (TimeoutError)    no packet moved for too long
+     +-- ItemTimeout (TimeoutError)        one item took longer than ``timeout``
+     +-- TooManyFailures                   more items skipped than ``max_failures``
      +-- MessageTooLarge (ValueError)      a message exceeded its slot
      +-- UnpicklableMessage (TypeError)    a stage yielded what cannot travel
 
 Exceptions raised by user code are re-raised with their own type; these are
 for what streamflow itself detects. All of them survive pickling, so they
-cross process boundaries unchanged.
+cross process boundaries unchanged.  ``FailuresWarning`` is the warning
+``run()`` issues when stages skipped items under ``on_error="skip"``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._failures import Failure
+
 __all__ = [
+    "FailuresWarning",
     "FlowTypeError",
     "InactivityError",
+    "ItemTimeout",
     "MessageTooLarge",
     "OptionError",
     "StageError",
     "StreamflowError",
+    "TooManyFailures",
     "UnpicklableMessage",
     "WorkerCrashed",
 ]
@@ -63,6 +75,25 @@ class WorkerCrashed(StreamflowError):
 
 class InactivityError(StreamflowError, TimeoutError):
     """No packet moved anywhere in the flow for ``inactivity_timeout`` seconds."""
+
+
+class ItemTimeout(StreamflowError, TimeoutError):
+    """One item took longer than its stage's ``timeout``; its failure policy decides what follows."""
+
+
+class TooManyFailures(StreamflowError):
+    """More items were skipped in one run than ``max_failures``; ``failures`` lists them."""
+
+    def __init__(self, message: str, failures: Sequence[Failure] = ()) -> None:
+        super().__init__(message)
+        self.failures = list(failures)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.failures))
+
+
+class FailuresWarning(UserWarning):
+    """Stages skipped items under ``on_error="skip"``; ``Run.failures`` lists them."""
 
 
 class MessageTooLarge(StreamflowError, ValueError):

@@ -7,12 +7,13 @@ without a source consumes (``Never`` once it has one).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from typing_extensions import Never, Unpack
 
 from . import _runtime
+from ._async_caller import aiter_run, run_async
 from ._draw import to_dot, to_svg
 from ._errors import FlowTypeError
 from ._options import RunConfig, RunOptions
@@ -20,6 +21,9 @@ from ._plan import build_plan
 from ._run import Run
 from ._stage import Processor, Sink, Source, Stage, source
 from ._typecheck import TypeConflict, is_subtype, show, substitute
+
+if TYPE_CHECKING:
+    from ._batch import Batch, Unbatch
 
 __all__ = ["ClosedFlow", "Flow", "compose"]
 
@@ -206,8 +210,20 @@ class Flow(_Composite, Generic[I, O]):
         with self.start(input, **options) as run:
             return run.result()
 
+    async def run_async(self, input: Iterable[I] | None = None, **options: Unpack[RunOptions]) -> list[O]:
+        """``run()`` for async code: the event loop keeps running while the flow does."""
+        return await run_async(lambda: self.start(input, **options))
+
+    def aiter(self, input: Iterable[I] | None = None, **options: Unpack[RunOptions]) -> AsyncIterator[O]:
+        """The flow's items for ``async for``; leaving the loop early stops the flow."""
+        return aiter_run(lambda: self.start(input, **options))
+
     if TYPE_CHECKING:
 
+        @overload
+        def __or__(self, other: Batch) -> Flow[I, list[O]]: ...
+        @overload
+        def __or__(self: Flow[I, Iterable[T]], other: Unbatch) -> Flow[I, T]: ...
         @overload
         def __or__(self, other: Processor[Any, O, T]) -> Flow[I, T]: ...
         @overload
@@ -244,6 +260,11 @@ class ClosedFlow(_Composite, Generic[I, O]):
         Raises the first error any stage raised, with its own type.
         """
         return self.start(input, **options).result()
+
+    async def run_async(self, input: Iterable[I] | None = None, **options: Unpack[RunOptions]) -> O:
+        """``run()`` for async code: the event loop keeps running while the flow does."""
+        run: O = await run_async(lambda: self.start(input, **options))
+        return run
 
     if TYPE_CHECKING:
 

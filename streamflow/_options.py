@@ -24,6 +24,7 @@ from ._errors import OptionError
 
 __all__ = ["RunConfig", "RunOptions", "StageArgs", "StageOptions", "StartMethod"]
 
+OnError = Literal["raise", "skip"]
 StartMethod = Literal["warm", "spawn", "fork", "forkserver"]
 START_METHODS: tuple[StartMethod, ...] = ("warm", "spawn", "fork", "forkserver")
 
@@ -44,6 +45,18 @@ class StageArgs(TypedDict, total=False):
     ``name``: the stage's name in errors, reports and pictures.
     ``resources``: per worker, for cluster backends (``num_cpus``,
     ``num_gpus``, ``memory`` in bytes, or custom resources).
+
+    Failure policy (processors and map stages only):
+    ``retries``: more attempts at an item whose processing raised (default 0).
+    ``retry_delay``: seconds before the first retry, doubling after each (default 0.1).
+    ``retry_on``: the exception types that are retried (default ``Exception``).
+    ``on_error``: after the last attempt, ``"raise"`` ends the run (default),
+    ``"skip"`` records the failure in ``Run.failures`` and goes on.
+    ``timeout``: seconds one item may take before it fails with ``ItemTimeout``
+    (process and ray backends; default: none).
+
+    ``ordered``: outputs leave in the order the inputs arrived, whatever the
+    number of workers (processors and map stages; default False).
     """
 
     workers: int
@@ -52,6 +65,12 @@ class StageArgs(TypedDict, total=False):
     shared_buffer: bool
     name: str | None
     resources: Mapping[str, float] | None
+    retries: int
+    retry_delay: float
+    retry_on: type[BaseException] | tuple[type[BaseException], ...]
+    on_error: OnError
+    timeout: float | None
+    ordered: bool
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +83,22 @@ class StageOptions:
     shared_buffer: bool = False
     name: str | None = None
     resources: tuple[tuple[str, float], ...] | None = None
+    retries: int = 0
+    retry_delay: float = 0.1
+    retry_on: tuple[type[BaseException], ...] = (Exception,)
+    on_error: OnError = "raise"
+    timeout: float | None = None
+    ordered: bool = False
+
+    @property
+    def has_policy(self) -> bool:
+        """Whether a failure policy is set: anything but the first error ending the run."""
+        return self.retries > 0 or self.on_error == "skip" or self.timeout is not None
+
+    @property
+    def replaces_crashed(self) -> bool:
+        """Whether a worker that dies is replaced: under a policy that retries or skips."""
+        return self.retries > 0 or self.on_error == "skip"
 
     def replaced(self, args: Mapping[str, Any]) -> StageOptions:
         """These options with ``args`` (keywords of ``StageArgs``) applied; not yet checked."""
@@ -72,10 +107,15 @@ class StageOptions:
         resources = changes.get("resources")
         if isinstance(resources, Mapping):
             changes["resources"] = tuple(sorted(resources.items()))
+        retry_on = changes.get("retry_on")
+        if isinstance(retry_on, type):
+            changes["retry_on"] = (retry_on,)
+        elif isinstance(retry_on, list):
+            changes["retry_on"] = tuple(retry_on)
         return dataclasses.replace(self, **changes)
 
-    def check(self, stage: str) -> None:
-        """Raise ``OptionError`` for a value out of range, naming ``stage``."""
+    def check(self, stage: str, kind: str = "processor") -> None:
+        """Raise ``OptionError`` for a value out of range, naming ``stage`` (of ``kind``)."""
         where = f"for stage '{stage}'"
         if not _is_int(self.workers) or self.workers < 1:
             raise OptionError(f"workers={self.workers!r} {where} must be an int >= 1")
@@ -105,6 +145,39 @@ class StageOptions:
                     f"resources={dict(self.resources or ())!r} {where} must map names (num_cpus, "
                     "num_gpus, memory, or a custom resource) to amounts >= 0"
                 )
+        self._check_policy(where, kind)
+
+    def _check_policy(self, where: str, kind: str) -> None:
+        if not _is_int(self.retries) or self.retries < 0:
+            raise OptionError(f"retries={self.retries!r} {where} must be an int >= 0")
+        delay = self.retry_delay
+        if not (_is_number(delay) and 0 <= delay < math.inf):
+            raise OptionError(f"retry_delay={delay!r} {where} must be seconds >= 0")
+        if not isinstance(self.retry_on, tuple) or not self.retry_on or not all(
+            isinstance(kind_, type) and issubclass(kind_, BaseException) for kind_ in self.retry_on
+        ):
+            raise OptionError(
+                f"retry_on={self.retry_on!r} {where} must be an exception class or a tuple of them"
+            )
+        if self.on_error not in ("raise", "skip"):
+            raise OptionError(f"on_error={self.on_error!r} {where} must be 'raise' or 'skip'")
+        timeout = self.timeout
+        if timeout is not None and not (_is_number(timeout) and 0 < timeout < math.inf):
+            raise OptionError(f"timeout={timeout!r} {where} must be None or seconds > 0")
+        if not isinstance(self.ordered, bool):
+            raise OptionError(f"ordered={self.ordered!r} {where} must be True or False")
+        if self.ordered and kind != "processor":
+            raise OptionError(
+                f"ordered=True {where}: a {kind} has no outputs to order; set it on the "
+                "processor (or map stage) whose outputs should keep their inputs' order"
+            )
+        if kind != "processor" and (self.has_policy or self.retry_on != (Exception,)):
+            set_ = [name for name in ("retries", "on_error", "timeout") if getattr(self, name) != _DEFAULT_POLICY[name]]
+            raise OptionError(
+                f"{', '.join(set_) or 'retry_on'} {where}: a {kind} takes no failure policy, since "
+                f"it has no items of its own to retry or skip; handle errors inside the {kind}, "
+                f"or move the work that can fail into a processor or an @sf.map stage"
+            )
 
     def resolved(self) -> StageOptions:
         """These options with every default filled in (``packets_in_flight``)."""
@@ -139,6 +212,8 @@ class RunOptions(TypedDict, total=False):
     ``progress``: show live per-stage counts on stderr (default False).
     ``ray_address``: the Ray cluster to connect to (backend ``"ray"``),
     unless the application already called ``ray.init``.
+    ``max_failures``: items the run may skip (``on_error="skip"``) before it
+    fails with ``TooManyFailures`` (default: no limit).
     """
 
     backend: str
@@ -147,6 +222,7 @@ class RunOptions(TypedDict, total=False):
     shutdown_timeout: float
     progress: bool
     ray_address: str | None
+    max_failures: int | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,6 +235,7 @@ class RunConfig:
     shutdown_timeout: float = 5.0
     progress: bool = False
     ray_address: str | None = None
+    max_failures: int | None = None
 
     @classmethod
     def of(cls, options: Mapping[str, Any]) -> RunConfig:
@@ -183,6 +260,9 @@ class RunConfig:
             raise OptionError(f"shutdown_timeout={grace!r} must be seconds >= 0")
         if not isinstance(config.progress, bool):
             raise OptionError(f"progress={config.progress!r} must be True or False")
+        most = config.max_failures
+        if most is not None and (not _is_int(most) or most < 0):
+            raise OptionError(f"max_failures={most!r} must be None or an int >= 0")
         return config
 
 
@@ -214,5 +294,6 @@ def _check_same_names(keywords: Any, record: Any) -> None:
         raise AssertionError(f"{keywords.__name__} and {record.__name__} must name the same options")
 
 
+_DEFAULT_POLICY = {"retries": 0, "on_error": "raise", "timeout": None}
 _check_same_names(StageArgs, StageOptions)
 _check_same_names(RunOptions, RunConfig)

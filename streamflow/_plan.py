@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from ._options import StageOptions
-from ._signature import Kind
+from ._signature import Kind, Signature
 
 __all__ = ["Link", "Node", "Plan", "build_plan"]
 
@@ -35,6 +35,8 @@ class Node:
     in_caller: bool  # a one-shot iterable, read by a thread of the caller
     inputs: tuple[int, ...]  # indexes of the links it reads
     outputs: tuple[int, ...]  # indexes of the links it writes
+    per_item: bool = False  # ``function`` takes one item and returns one output
+    factory: bool = False  # ``function`` is a class: one instance per worker, built with the constants
 
     @property
     def workers(self) -> int:
@@ -54,6 +56,7 @@ class Link:
     capacity: int  # packets_in_flight of the producer
     max_message_size: int | None
     shared_buffer: bool
+    recoverable: bool = False  # a worker at either end is replaced if it dies: its ends can be taken over
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +94,8 @@ class Planned(Protocol):
     def run_options(self) -> StageOptions: ...
     @property
     def one_shot(self) -> bool: ...
+    @property
+    def signature(self) -> Signature: ...
 
 
 def build_plan(stages: Sequence[Planned]) -> Plan:
@@ -107,7 +112,7 @@ def build_plan(stages: Sequence[Planned]) -> Plan:
         nodes.append(
             Node(
                 index, name, stage.name, stage.kind, stage.fn, dict(stage.constants), options,
-                stage.one_shot, inputs, outputs,
+                stage.one_shot, inputs, outputs, stage.signature.per_item, stage.signature.factory,
             )
         )
         if outputs:
@@ -123,6 +128,8 @@ def build_plan(stages: Sequence[Planned]) -> Plan:
                     capacity=options.packets_in_flight,
                     max_message_size=options.max_message_size,
                     shared_buffer=options.shared_buffer,
+                    recoverable=options.replaces_crashed
+                    or (index < last and stages[index + 1].run_options.replaces_crashed),
                 )
             )
     return Plan(tuple(nodes), tuple(links))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from typing_extensions import Self
 
 from ._draw import to_dot, to_svg
+from ._errors import FailuresWarning
+from ._failures import Failure, summary
 from ._plan import Plan
 from ._runtime import Execution
 from ._stats import StageStats, WorkerStats, report
@@ -25,7 +28,9 @@ class Run(Generic[O, R]):
     flow) or the remaining items (an open one); ``cancel()`` stops every
     worker; ``stats()``/``report()`` tell what each stage is doing, live.
     Iterating yields an open flow's items; leaving a ``with`` block, or
-    ``cancel()``, stops the flow.
+    ``cancel()``, stops the flow.  ``failures`` lists the items stages
+    skipped under ``on_error="skip"``; a run that skipped any issues a
+    ``FailuresWarning`` as it ends.
     """
 
     def __init__(self, execution: Execution, plan: Plan, backend: str, progress: bool) -> None:
@@ -34,6 +39,7 @@ class Run(Generic[O, R]):
         self._backend = backend
         sink = plan.sink
         self._sink_workers = None if sink is None else sink.workers  # None: an open flow
+        self._warned = False
         self._progress = None
         if progress:
             from ._progress import Progress
@@ -54,9 +60,11 @@ class Run(Generic[O, R]):
             if self._sink_workers is None:
                 items: Any = list(self)
                 self._wait(timeout)
+                self._warn_failures()
                 return items  # type: ignore[no-any-return]
             self._wait(timeout)
             results = self._execution.result()
+            self._warn_failures()
             return results[0] if self._sink_workers == 1 else results  # type: ignore[return-value]
         finally:
             if self._execution.finished:
@@ -76,6 +84,21 @@ class Run(Generic[O, R]):
             self._execution.cancel()
         finally:
             self._stop_progress()
+
+    @property
+    def failures(self) -> list[Failure]:
+        """The items skipped so far (``on_error="skip"``), in the order they were reported."""
+        return self._execution.failures
+
+    def _warn_failures(self) -> None:
+        failures = self._execution.failures
+        if failures and not self._warned:
+            self._warned = True
+            warnings.warn(
+                f"{summary(failures)}; see Run.failures for each item and its error",
+                FailuresWarning,
+                stacklevel=3,
+            )
 
     # -- what it is doing ---------------------------------------------------------
 
@@ -118,6 +141,7 @@ class Run(Generic[O, R]):
             item: O = self._execution.next_output()
         except StopIteration:
             self._stop_progress()
+            self._warn_failures()
             raise
         return item
 

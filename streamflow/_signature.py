@@ -5,6 +5,10 @@ The first parameter is the stream iff it is annotated ``Iterable[X]`` or
 ``Generator[Y, ...]`` makes the function produce a stream.  A source
 produces and takes no stream, a processor takes and produces one, a sink
 takes one and returns anything else.  Every other parameter is a constant.
+
+Under ``@sf.map`` the first parameter is one item, and the return value the
+one output.  A class can be a stage: its ``__init__`` takes the constants,
+its ``__call__`` the stream (or the item), read as a function would be.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ class Signature:
     output_annotated: bool
     hints: Mapping[str, Any]
     where: str
+    per_item: bool = False  # one item in, one output out (``@sf.map``)
+    factory: bool = False  # a class: one instance per worker, built with the constants
 
     def missing(self, bound: Mapping[str, Any]) -> list[str]:
         """Required constants not in ``bound``."""
@@ -49,22 +55,41 @@ class Signature:
         ]
 
 
-def analyse(fn: Callable[..., Any]) -> Signature:
-    """Read ``fn``'s kind and item types; raises ``FlowTypeError`` if its hints do not resolve."""
-    sig = inspect.signature(fn)
-    hints = _resolve_hints(fn)
-    params = list(sig.parameters.values())
+def analyse(fn: Callable[..., Any], *, per_item: bool = False) -> Signature:
+    """Read ``fn``'s kind and item types; raises ``FlowTypeError`` if its hints do not resolve.
+
+    ``per_item``: ``fn`` takes one item and returns one output (``@sf.map``).
+    """
+    factory = isinstance(fn, type)
+    call = _call_method(fn) if isinstance(fn, type) else fn
+    params = list(inspect.signature(call).parameters.values())[1 if factory else 0 :]
+    hints = _resolve_hints(call)
+    positional = bool(params) and params[0].kind in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD)
     stream_param = None
     input_type: Any = None
-    if params and params[0].kind in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD):
+    if per_item:
+        if not positional:
+            raise FlowTypeError(
+                f"@sf.map needs a function whose first parameter is the item ({where(call)}); "
+                f"'{getattr(fn, '__qualname__', fn)}' has none"
+            )
+        stream_param, input_type = params[0].name, hints.get(params[0].name)
+        params = params[1:]
+    elif positional:
         is_stream, item = stream_item(hints.get(params[0].name), producer=False)
         if is_stream:
             stream_param, input_type = params[0].name, item
             params = params[1:]
     output_annotated = "return" in hints
-    produces, item = stream_item(hints.get("return"), producer=True)
-    if not output_annotated:
-        produces, item = inspect.isgeneratorfunction(fn), None
+    if per_item:
+        produces, item = True, hints.get("return")
+    else:
+        produces, item = stream_item(hints.get("return"), producer=True)
+        if not output_annotated:
+            produces, item = inspect.isgeneratorfunction(call), None
+    if factory:  # the constants are the constructor's
+        params = list(inspect.signature(fn).parameters.values())
+        hints = {**_resolve_hints(fn.__init__), **hints} if "__init__" in vars(fn) else hints
     kind: Kind = "source" if stream_param is None else "processor" if produces else "sink"
     return Signature(
         kind=kind,
@@ -72,15 +97,30 @@ def analyse(fn: Callable[..., Any]) -> Signature:
         constants=tuple(params),
         input_type=input_type,
         output_type=item if produces else hints.get("return"),
-        input_annotated=stream_param is not None,
+        input_annotated=stream_param is not None and stream_param in hints,
         output_annotated=output_annotated,
         hints=hints,
-        where=where(fn),
+        where=where(call),
+        per_item=per_item,
+        factory=factory,
     )
+
+
+def _call_method(cls: type) -> Callable[..., Any]:
+    """A class stage's ``__call__``; raises ``FlowTypeError`` if it has none of its own."""
+    call = getattr(cls, "__call__", None)
+    if call is None or call is getattr(object, "__call__", None) or not inspect.isfunction(call):
+        raise FlowTypeError(
+            f"class '{cls.__qualname__}' cannot be a stage: it needs a __call__ method that "
+            "takes the stream (or, under @sf.map, the item)"
+        )
+    return call
 
 
 def where(fn: Callable[..., Any]) -> str:
     """Where ``fn`` was defined, for messages."""
+    if isinstance(fn, type) and inspect.isfunction(getattr(fn, "__call__", None)):
+        fn = fn.__call__
     code = getattr(fn, "__code__", None)
     if code is None:
         return f"in {getattr(fn, '__module__', '?')}"

@@ -13,7 +13,7 @@ import importlib
 import inspect
 import typing
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from typing_extensions import Concatenate, Never, ParamSpec, Self, Unpack
@@ -24,6 +24,7 @@ from ._signature import Kind, Signature, analyse, plainly_contradicts, short
 from ._typecheck import element_type, show
 
 if TYPE_CHECKING:
+    from ._batch import Batch, Unbatch
     from ._flow import ClosedFlow, Flow
     from ._run import Run
 
@@ -65,9 +66,10 @@ class Stage(Generic[P, I, O]):
         if not callable(fn):
             raise FlowTypeError(f"@stage needs a function, got {type(fn).__name__}")
         options = options or StageOptions()
-        options.check(options.name or str(getattr(fn, "__name__", type(fn).__name__)))
+        _sig = _sig or analyse(fn)
+        options.check(options.name or str(getattr(fn, "__name__", type(fn).__name__)), _sig.kind)
         object.__setattr__(self, "fn", fn)
-        object.__setattr__(self, "_sig", _sig or analyse(fn))
+        object.__setattr__(self, "_sig", _sig)
         object.__setattr__(self, "_options", options)
         object.__setattr__(self, "_bound", dict(bound or {}))
 
@@ -320,8 +322,20 @@ class Source(Stage[P, Never, O]):
         """Run it to its end and return all its items as a list."""
         return self._flow().run(**options)
 
+    async def run_async(self, **options: Unpack[RunOptions]) -> list[O]:
+        """``run()`` for async code: the event loop keeps running meanwhile."""
+        return await self._flow().run_async(**options)
+
+    def aiter(self, **options: Unpack[RunOptions]) -> AsyncIterator[O]:
+        """Its items for ``async for``; leaving the loop early stops it."""
+        return self._flow().aiter(**options)
+
     if TYPE_CHECKING:
 
+        @overload
+        def __or__(self, other: Batch) -> Flow[Never, list[O]]: ...
+        @overload
+        def __or__(self: Source[P, Iterable[T]], other: Unbatch) -> Flow[Never, T]: ...
         @overload
         def __or__(self, other: Processor[P2, O, T]) -> Flow[Never, T]: ...
         @overload
@@ -341,6 +355,10 @@ class Processor(Stage[P, I, O]):
 
     if TYPE_CHECKING:
 
+        @overload
+        def __or__(self, other: Batch) -> Flow[I, list[O]]: ...
+        @overload
+        def __or__(self: Processor[P, I, Iterable[T]], other: Unbatch) -> Flow[I, T]: ...
         @overload
         def __or__(self, other: Processor[P2, O, T]) -> Flow[I, T]: ...
         @overload
@@ -371,10 +389,14 @@ _CLASSES: dict[Kind, type[Stage[Any, Any, Any]]] = {
 }
 
 
-def _make(fn: Callable[..., Any], options: StageArgs) -> Stage[Any, Any, Any]:
+def _make(fn: Callable[..., Any], options: StageArgs, *, per_item: bool = False) -> Stage[Any, Any, Any]:
     if isinstance(fn, Stage):
+        if per_item and not fn.signature.per_item:
+            raise FlowTypeError(f"stage '{fn.name}' is already a @stage; @sf.map takes a plain function")
         return fn.options(**options)
-    sig = analyse(fn)
+    if not callable(fn):
+        raise FlowTypeError(f"@{'sf.map' if per_item else 'stage'} needs a function or a class, got {type(fn).__name__}")
+    sig = analyse(fn, per_item=per_item)
     if sig.kind == "source":
         _warn_if_unannotated_stream(fn, sig)
     return _CLASSES[sig.kind](fn, StageOptions().replaced(options), _sig=sig)
@@ -412,7 +434,35 @@ def _iterates(fn: Callable[..., Any], name: str) -> bool:
     )
 
 
+T_contra = TypeVar("T_contra", contravariant=True)
+U_co = TypeVar("U_co", covariant=True)
+
+
+class _Processes(typing.Protocol[T_contra, U_co]):
+    """An instance of a class processor stage: called with the stream."""
+
+    def __call__(self, stream: Iterable[T_contra], /) -> Iterator[U_co]: ...
+
+
+class _Sinks(typing.Protocol[T_contra, U_co]):
+    """An instance of a class sink stage: called with the stream, returns the result."""
+
+    def __call__(self, stream: Iterable[T_contra], /) -> U_co: ...
+
+
+class _Sources(typing.Protocol[U_co]):
+    """An instance of a class source stage: called with nothing."""
+
+    def __call__(self) -> Iterator[U_co]: ...
+
+
 class _Decorator(typing.Protocol):
+    @overload
+    def __call__(self, fn: Callable[P, _Processes[T, U]]) -> Processor[P, T, U]: ...  # type: ignore[overload-overlap]
+    @overload
+    def __call__(self, fn: Callable[P, _Sources[U]]) -> Source[P, U]: ...  # type: ignore[overload-overlap]
+    @overload
+    def __call__(self, fn: Callable[P, _Sinks[T, X]]) -> Sink[P, T, X]: ...
     @overload
     def __call__(self, fn: Callable[Concatenate[Iterable[T], P], Iterator[U]]) -> Processor[P, T, U]: ...  # type: ignore[overload-overlap]
     @overload
@@ -430,6 +480,12 @@ class _Decorator(typing.Protocol):
 
 
 @overload
+def stage(fn: Callable[P, _Processes[T, U]], /) -> Processor[P, T, U]: ...  # type: ignore[overload-overlap]
+@overload
+def stage(fn: Callable[P, _Sources[U]], /) -> Source[P, U]: ...  # type: ignore[overload-overlap]
+@overload
+def stage(fn: Callable[P, _Sinks[T, X]], /) -> Sink[P, T, X]: ...
+@overload
 def stage(fn: Callable[Concatenate[Iterable[T], P], Iterator[U]], /) -> Processor[P, T, U]: ...  # type: ignore[overload-overlap]
 @overload
 def stage(fn: Callable[Concatenate[Iterator[T], P], Iterator[U]], /) -> Processor[P, T, U]: ...  # type: ignore[overload-overlap]
@@ -446,9 +502,11 @@ def stage(fn: Callable[P, Iterable[U]], /) -> Source[P, U]: ...
 @overload
 def stage(**options: Unpack[StageArgs]) -> _Decorator: ...
 def stage(fn: Callable[..., Any] | None = None, /, **options: Unpack[StageArgs]) -> Any:
-    """Make a generator function (or sink function) a composable stage.
+    """Make a generator function (or sink function, or a class) a composable stage.
 
-    Use bare (``@stage``) or with run options (``@stage(workers=4)``, see
+    A class's ``__init__`` takes the constants and its ``__call__`` the
+    stream; each worker builds one instance and calls its ``close()``, if
+    any, when it ends.  Use bare (``@stage``) or with run options (``@stage(workers=4)``, see
     ``StageArgs``).  Raises ``OptionError`` for invalid options, at
     decoration time.
     """

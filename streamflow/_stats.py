@@ -19,8 +19,13 @@ from typing import Any
 
 __all__ = ["FIELDS", "StageStats", "StatsTable", "WorkerStats", "report"]
 
-FIELDS = ("items_in", "items_out", "waiting", "blocked", "started", "ended")
-ITEMS_IN, ITEMS_OUT, WAITING, BLOCKED, STARTED, ENDED = range(len(FIELDS))
+FIELDS = (
+    "items_in", "items_out", "waiting", "blocked", "started", "ended",
+    "retries", "skips", "timeouts", "replaced", "overrun_at",
+)
+ITEMS_IN, ITEMS_OUT, WAITING, BLOCKED, STARTED, ENDED, RETRIES, SKIPS, TIMEOUTS, REPLACED, OVERRUN_AT = range(
+    len(FIELDS)
+)
 WIDTH = len(FIELDS)
 
 
@@ -36,6 +41,10 @@ class WorkerStats:
     waiting: float  # waiting for input
     blocked: float  # waiting for a free slot downstream
     elapsed: float
+    retries: int = 0  # items tried again after they failed
+    skips: int = 0  # items given up on (``on_error="skip"``)
+    timeouts: int = 0  # attempts that overran ``timeout``
+    replaced: int = 0  # times the worker died and a new one took its place
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +60,10 @@ class StageStats:
     blocked: float
     elapsed: float  # the longest any of its workers has been alive
     run_elapsed: float = 0.0  # since the run's first worker started: the same for every stage
+    retries: int = 0
+    skips: int = 0
+    timeouts: int = 0
+    replaced: int = 0
 
     @property
     def busy_share(self) -> float:
@@ -117,6 +130,10 @@ class StatsTable:
                         waiting=row[WAITING],
                         blocked=row[BLOCKED],
                         elapsed=elapsed,
+                        retries=int(row[RETRIES]),
+                        skips=int(row[SKIPS]),
+                        timeouts=int(row[TIMEOUTS]),
+                        replaced=int(row[REPLACED]),
                     )
                 )
         return out
@@ -137,6 +154,10 @@ class StatsTable:
                 blocked=sum(r.blocked for r in rows),
                 elapsed=max(r.elapsed for r in rows),
                 run_elapsed=run_elapsed,
+                retries=sum(r.retries for r in rows),
+                skips=sum(r.skips for r in rows),
+                timeouts=sum(r.timeouts for r in rows),
+                replaced=sum(r.replaced for r in rows),
             )
             for name, rows in by_stage.items()
         ]
@@ -213,13 +234,15 @@ def report(stages: Sequence[StageStats], backend: str = "process", cores: int | 
 
     ``rate/s`` is items out (in, for a sink) per second of the run so far;
     ``busy``, ``waiting`` and ``blocked`` are shares of the time its workers
-    were alive.  ``cores``: of this machine, by default.
+    were alive; ``retries``, ``skips``, ``timeouts`` and ``replaced``
+    (shown when a failure policy acted) count items and replaced workers.  ``cores``: of this machine, by default.
     """
     if cores is None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    acted = any(s.retries or s.skips or s.timeouts or s.replaced for s in stages)
     lines = [
         f"{'stage':20} {'workers':>7} {'in':>9} {'out':>9} {'rate/s':>10} "
-        f"{'busy':>6} {'waiting':>8} {'blocked':>8}"
+        f"{'busy':>6} {'waiting':>8} {'blocked':>8}" + (f" {'retries':>7} {'skips':>6} {'timeouts':>8} {'replaced':>8}" if acted else "")
     ]
     slowest = bottleneck(stages)
     for s in stages:
@@ -227,7 +250,9 @@ def report(stages: Sequence[StageStats], backend: str = "process", cores: int | 
         mark = "  <- bottleneck" if s is slowest else ""
         lines.append(
             f"{s.stage[:20]:20} {s.workers:>7} {s.items_in:>9} {s.items_out:>9} {s.rate:>10.1f} "
-            f"{s.busy / alive:>6.0%} {s.waiting / alive:>8.0%} {s.blocked / alive:>8.0%}{mark}"
+            f"{s.busy / alive:>6.0%} {s.waiting / alive:>8.0%} {s.blocked / alive:>8.0%}"
+            + (f" {s.retries:>7} {s.skips:>6} {s.timeouts:>8} {s.replaced:>8}" if acted else "")
+            + mark
         )
     if slowest is not None:
         lines.append("")

@@ -152,7 +152,7 @@ def test_main_classes_logs_and_warnings_come_back_as_local_ones(tmp_path: Path, 
     assert report["warnings"] == [["noisy", True, True, line]]
     mine = report["mine"]
     assert mine["same_type"]
-    assert mine["notes"] == ["raised in stage 'explode' (worker 1 of 1)"]
+    assert mine["notes"] == ["the last item this worker received was its #3: 2", "raised in stage 'explode' (worker 1 of 1)"]
     assert 'raise MyError("bad 2") if kind == "mine" else NeedsTwo(7, "detail")' in mine["shown"]
     assert "<dynamic-code>" not in mine["shown"]
     if setup in ("inline", "thread"):

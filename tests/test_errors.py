@@ -56,7 +56,8 @@ def test_error_in_one_of_several_workers(parallel_opts: dict[str, Any]) -> None:
     flow = count_to(n=n) | fail_at(at=n // 2, error="KeyError").options(workers=3) | total
     with pytest.raises(KeyError) as caught:
         flow.run(**parallel_opts)
-    (note,) = caught.value.__notes__
+    item, note = caught.value.__notes__
+    assert item.startswith("the last item this worker received was its #") and item.endswith(f": {n // 2}")
     assert note.startswith("raised in stage 'fail_at' (worker ") and note.endswith(" of 3)")
 
 

@@ -42,7 +42,10 @@ def test_document_stream(opts: dict[str, Any]) -> None:
     _not_ray(opts)
     from examples import document_stream
 
-    hits = document_stream.main(documents=300, **opts)
+    hits, failures = document_stream.search(documents=1200, **opts)
+    assert len(failures) == document_stream.malformed(1200) == 3
+    assert {type(f.error) for f in failures} == {ValueError, UnicodeDecodeError}
+    assert all(f.stage == "parse" and isinstance(f.item, bytes) for f in failures)
     assert len(hits) == 5
     assert all(hit.title.startswith("Astronomy") for hit in hits)
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)

@@ -421,9 +421,12 @@ def test_stage_error_keeps_what_is_known_across_pickling() -> None:
 def test_exported_names() -> None:
     assert set(sf.__all__) == {
         "ClosedFlow",
+        "Failure",
+        "FailuresWarning",
         "Flow",
         "FlowTypeError",
         "InactivityError",
+        "ItemTimeout",
         "MessageTooLarge",
         "OptionError",
         "Processor",
@@ -437,12 +440,16 @@ def test_exported_names() -> None:
         "StageOptions",
         "StageStats",
         "StreamflowError",
+        "TooManyFailures",
         "UnpicklableMessage",
         "WorkerCrashed",
         "WorkerInfo",
         "WorkerStats",
+        "batch",
+        "map",
         "source",
         "stage",
+        "unbatch",
         "worker_info",
     }
     assert len(sf.__all__) == len(set(sf.__all__))

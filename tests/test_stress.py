@@ -141,3 +141,101 @@ def test_random_flow_with_faults(seed: int) -> None:
         assert got == expected
     else:
         assert Counter(got) == Counter(expected)
+
+
+# -- failure policies: bad items that raise, time out or kill their worker ------------------------
+
+POLICY_RUNS = int(os.environ.get("STREAMFLOW_POLICY_RUNS", "1000"))
+
+
+@sf.stage
+def faulty(
+    items: Iterable[int], op: str, arg: int, bad: frozenset[int], fault: str, transient: bool, marks: str
+) -> Iterator[int]:
+    """``step`` on plain ints; an item in ``bad`` fails (once, if ``transient``) before any output."""
+    for value in items:
+        if value in bad:
+            mark = os.path.join(marks, str(value))
+            if not (transient and os.path.exists(mark)):
+                if transient:
+                    open(mark, "w").close()
+                if fault == "raise":
+                    raise ValueError(f"bad {value}")
+                if fault == "kill":
+                    os.kill(os.getpid(), signal.SIGKILL)
+                if fault == "exit":
+                    os._exit(9)
+                if fault == "slow":
+                    import time
+
+                    time.sleep(20)
+        if op == "map":
+            yield (value * arg + 1) % 997
+        elif op == "filter":
+            if value % arg:
+                yield value
+        else:
+            for _ in range(arg):
+                yield value
+
+
+@sf.stage
+def ints(values: list[int]) -> Iterator[int]:
+    yield from values
+
+
+@sf.stage
+def gather(items: Iterable[int]) -> list[int]:
+    return list(items)
+
+
+def _apply(values: list[int], op: str, arg: int) -> list[int]:
+    return _plain(values, [(op, arg)])[-1]
+
+
+@pytest.mark.parametrize("seed", range(POLICY_RUNS))
+def test_random_flow_with_failure_policies(seed: int, tmp_path: Any) -> None:
+    """Every item is accounted for: delivered, or listed in ``Run.failures`` once."""
+    rnd = random.Random(10_000 + seed)
+    setup = dict(SETUPS[seed % len(SETUPS)])
+    process = setup["backend"] == "process"
+    values = rnd.sample(range(997), rnd.randrange(0, 200))
+    ops = [rnd.choice([("map", rnd.randint(1, 9)), ("filter", rnd.randint(2, 4)), ("flat", rnd.randint(0, 2))]) for _ in range(rnd.randint(1, 3))]
+    where = rnd.randrange(len(ops))
+    fault = rnd.choice(["raise", "raise"] + (["kill", "exit", "slow"] if process else []))
+    transient = rnd.random() < 0.4
+    reaching = values
+    for op, arg in ops[:where]:
+        reaching = _apply(reaching, op, arg)
+    bad = frozenset(rnd.sample(sorted(set(reaching)), min(len(set(reaching)), rnd.randint(0, 4))))
+    flow: Any = ints(values=values)
+    for index, (op, arg) in enumerate(ops):
+        workers = rnd.randint(1, 3)
+        options: dict[str, Any] = {"workers": workers, "packets_in_flight": workers + rnd.randint(0, 3)}
+        if index == where:
+            options.update(retries=1 if transient else rnd.choice([0, 1]), retry_delay=0.0, on_error="skip")
+            if fault == "slow":
+                options["timeout"] = 0.3
+            stage = faulty(op=op, arg=arg, bad=bad, fault=fault, transient=transient, marks=str(tmp_path))
+        else:
+            stage = faulty(op=op, arg=arg, bad=frozenset(), fault="none", transient=False, marks=str(tmp_path))
+        flow = flow | stage.options(**options)
+    flow = flow | gather
+    setup.update(shutdown_timeout=2.0, inactivity_timeout=30.0)
+    expected = values
+    for index, (op, arg) in enumerate(ops):
+        if index == where and not transient:
+            expected = [v for v in expected if v not in bad]
+        expected = _apply(expected, op, arg)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sf.FailuresWarning)
+        run = flow.start(**setup)
+        got = run.result()
+    assert Counter(got) == Counter(expected)
+    failed = Counter(f.item for f in run.failures)
+    if transient:
+        assert failed == Counter()
+    else:
+        assert failed == Counter(v for v in reaching if v in bad)

@@ -45,13 +45,17 @@ class Memory(Protocol):
 
 @dataclasses.dataclass
 class Outcome:
-    """How one worker ended: a result, an error, or aborted with the run."""
+    """How one worker ended: a result, an error, or aborted with the run.
+
+    ``crashed``: the worker died without reporting (its error is a ``WorkerCrashed``).
+    """
 
     node: int
     worker: int
     result: Any = None
     error: PortableError | None = None
     aborted: bool = False
+    crashed: bool = False
 
 
 @dataclasses.dataclass
@@ -72,6 +76,7 @@ class Job:
     row: int  # this worker's row in ``stats``
     main: Callable[[Job, Report], None]
     settings: Any = None  # what the runtime takes from the caller to the worker
+    order: Any = None  # the stage's ``Turnstile``, if it is ordered and has several workers
 
     @property
     def label(self) -> str:
@@ -83,12 +88,17 @@ class Backend(Protocol):
     """How one run's workers start, stop and reach each other."""
 
     runs_in_caller: bool  # True: no workers at all; the caller chains the stages
+    stops_calls: bool  # True: a running sync call can be stopped (per-item ``timeout``)
+    shares_memory: bool  # True: ``memory`` and ``semaphore`` reach every worker (``ordered=True``)
 
     def edge(self, link: Link) -> Edge:
         """The edge that carries ``link``."""
 
     def memory(self, size: int, what: str) -> Memory:
         """``size`` bytes every worker of the run can write and the caller read."""
+
+    def semaphore(self, value: int) -> Any:
+        """A semaphore every worker of the run can use (``acquire(block)``, ``release()``)."""
 
     def start(self, job: Job) -> None:
         """Start a worker running ``job``; returns at once."""
@@ -103,6 +113,9 @@ class Backend(Protocol):
 
     def wake(self) -> None:
         """Make a pending ``wait`` return now; safe from any thread."""
+
+    def kill(self, node: int, worker: int) -> None:
+        """End one worker at once (stuck past its ``timeout``); ``wait`` reports its crash."""
 
     def stop(self, grace: float) -> None:
         """Wait up to ``grace`` seconds for workers to end, then force them."""

@@ -15,6 +15,8 @@ class InlineBackend:
     """Marks the inline backend: the runtime runs the plan in the caller."""
 
     runs_in_caller = True
+    stops_calls = False  # the caller's own thread runs the stages
+    shares_memory = True  # one thread
 
 
 BACKEND = InlineBackend

@@ -41,6 +41,7 @@ from .._options import RunConfig
 from .._plan import Link, Node, Plan
 from .._transport._memory import SharedBuffer, new_run_id, sweep
 from .._transport._serialize import PortableError, Reader, dumps, dumps_job
+from .._transport._sem import Semaphore
 from .._transport._shm import ShmEdge
 from . import Job, Outcome, _warm
 
@@ -139,6 +140,8 @@ class _Worker:
 
 class ProcessBackend:
     runs_in_caller = False
+    stops_calls = True  # each worker is its process's main thread: SIGALRM reaches it
+    shares_memory = True  # shared memory, on one machine
 
     def __init__(self, plan: Plan, config: RunConfig) -> None:
         self._plan = plan
@@ -150,9 +153,13 @@ class ProcessBackend:
             _warm.preload(plan)
         self._run_id = new_run_id()
         self._edges: list[ShmEdge] = []
+        self._semaphores: list[Semaphore] = []  # besides the edges'
         self._workers: list[_Worker] = []
         self._waker = _Waker()
         self._unstarted = 0
+        # A worker that replaces a dead one opens the edges' semaphores by
+        # name: then the names stay until the run is released.
+        self._keep_names = any(link.recoverable for link in plan.links)
         self._released = False
 
     def edge(self, link: Link) -> ShmEdge:
@@ -171,12 +178,18 @@ class ProcessBackend:
             forked=self._forked,
             reader=reader,
             index=link.index,
+            recoverable=link.recoverable,
         )
         self._edges.append(edge)
         return edge
 
     def memory(self, size: int, what: str) -> SharedBuffer:
         return SharedBuffer(size, what)
+
+    def semaphore(self, value: int) -> Semaphore:
+        semaphore = Semaphore(value, prefix=self._run_id, inherited=self._forked)
+        self._semaphores.append(semaphore)
+        return semaphore
 
     def start(self, job: Job) -> None:
         reader, writer = multiprocessing.Pipe(duplex=False)
@@ -246,16 +259,23 @@ class ProcessBackend:
         worker.process.join()
         worker.ended = True
         crash = WorkerCrashed(_crash_message(worker.node, worker.worker, worker.process.exitcode))
-        return [*events, Outcome(worker.node.index, worker.worker, error=PortableError(crash))]
+        return [*events, Outcome(worker.node.index, worker.worker, error=PortableError(crash), crashed=True)]
 
     def _started(self) -> None:
         self._unstarted -= 1
-        if self._unstarted == 0:  # every worker has opened the semaphores by name
+        if self._unstarted == 0 and not self._keep_names:  # every worker has opened the semaphores by name
             for edge in self._edges:
                 edge.unlink()
+            for semaphore in self._semaphores:
+                semaphore.unlink()
 
     def wake(self) -> None:
         self._waker.poke()
+
+    def kill(self, node: int, worker: int) -> None:
+        for found in self._workers:
+            if found.node.index == node and found.worker == worker and not found.ended:
+                found.process.kill()
 
     def stop(self, grace: float) -> None:
         deadline = time.monotonic() + grace

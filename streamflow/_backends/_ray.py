@@ -113,6 +113,8 @@ EventActor: Any = _remote(num_cpus=0)(_Events)
 
 class RayBackend:
     runs_in_caller = False
+    stops_calls = True  # tasks run on their worker process's main thread
+    shares_memory = False  # workers may be on other machines
 
     def __init__(self, plan: Plan, config: RunConfig) -> None:
         self._started_ray = False
@@ -186,6 +188,11 @@ class RayBackend:
     def wake(self) -> None:
         self._woken.set()
 
+    def kill(self, node: int, worker: int) -> None:
+        for task, job in list(self._tasks.items()):
+            if job.node.index == node and job.worker == worker:
+                ray.cancel(task, force=True)  # ends the worker process running it
+
     def stop(self, grace: float) -> None:
         tasks = list(self._tasks)
         if tasks:
@@ -221,7 +228,7 @@ def _crash(node: Node, worker: int, error: Exception) -> Outcome:
         f"before its stream ended; likely cause: its worker process was killed, ran out "
         f"of memory, or its node left the cluster ({cause})"
     )
-    return Outcome(node.index, worker, error=PortableError(crash))
+    return Outcome(node.index, worker, error=PortableError(crash), crashed=True)
 
 
 def _resources(node: Node) -> dict[str, Any]:

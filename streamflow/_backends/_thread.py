@@ -22,6 +22,7 @@ from .._options import RunConfig
 from .._plan import Link, Plan
 from .._transport._local import LocalEdge
 from .._transport._memory import LocalBuffer
+from .._transport._sem import Semaphore
 from . import Job
 from ._thread_workers import ThreadWorkers
 
@@ -30,6 +31,8 @@ __all__ = ["BACKEND", "ThreadBackend"]
 
 class ThreadBackend:
     runs_in_caller = False
+    stops_calls = False  # a thread cannot be interrupted in the middle of a call
+    shares_memory = True  # threads share the process
 
     def __init__(self, plan: Plan, config: RunConfig) -> None:
         self._workers = ThreadWorkers()
@@ -40,6 +43,9 @@ class ThreadBackend:
     def memory(self, size: int, what: str) -> LocalBuffer:
         return LocalBuffer(size)
 
+    def semaphore(self, value: int) -> Semaphore:
+        return Semaphore(value, prefix="sf-thread", inherited=True)  # C-level, no Python lock
+
     def start(self, job: Job) -> None:
         self._workers.start(job)
 
@@ -48,6 +54,9 @@ class ThreadBackend:
 
     def wake(self) -> None:
         self._workers.wake()
+
+    def kill(self, node: int, worker: int) -> None:
+        raise NotImplementedError("a thread cannot be ended from outside (and takes no timeout)")
 
     def stop(self, grace: float) -> None:
         self._workers.join(time.monotonic() + grace)

@@ -10,6 +10,7 @@ are the same for every backend.
 from __future__ import annotations
 
 from .. import _backends
+from .._errors import OptionError
 from .._options import RunConfig
 from .._plan import Plan
 from ._chain import Chained
@@ -25,6 +26,30 @@ __all__ = ["Execution", "RemoteTraceback", "WorkerInfo", "deferred_interrupts", 
 def start(plan: Plan, config: RunConfig) -> Execution:
     """Start running ``plan`` as ``config`` says; raises ``OptionError`` for an unknown backend."""
     backend = _backends.load(config.backend)
+    if not backend.stops_calls:
+        _reject_timeouts(plan, config.backend)
+    if not backend.shares_memory:
+        _reject_order(plan, config.backend)
     if backend.runs_in_caller:
-        return Chained(plan)
+        return Chained(plan, config)
     return Supervisor(plan, config, Engine(plan, backend(plan, config)))
+
+
+def _reject_order(plan: Plan, backend: str) -> None:
+    for node in plan.nodes:
+        if node.options.ordered and node.workers > 1:
+            raise OptionError(
+                f"ordered=True for stage '{node.name}' with {node.workers} workers is not available "
+                f"on the {backend} backend yet (its workers share no memory to keep the order in); "
+                "use the process or thread backend, or workers=1 (which keeps the order)"
+            )
+
+
+def _reject_timeouts(plan: Plan, backend: str) -> None:
+    for node in plan.nodes:
+        if node.options.timeout is not None:
+            raise OptionError(
+                f"timeout={node.options.timeout:g} for stage '{node.name}' cannot be kept on the "
+                f"{backend} backend: it cannot stop a sync call that is running; use the process "
+                "or ray backend, or a timeout inside the stage's own code (a socket timeout, say)"
+            )

@@ -5,8 +5,9 @@
     caller: next() --> last stage --> ... --> first stage (all lazily, one packet at a time)
 
 No workers, no edges, no statistics: for debugging and deterministic
-tests.  Each stage runs as its one worker would (``call_stage``), with
-``worker_info()`` naming it and its errors noted with its name.  An error
+tests.  Each stage runs as its one worker would (``Body``, under its
+failure policy), with ``worker_info()`` naming it and its errors noted with
+its name and the last item it received.  An error
 raised upstream crosses the stages below it as ``_Failed``, a
 BaseException, so that their ``except Exception:`` cannot swallow it, as
 on every other backend.
@@ -15,12 +16,17 @@ on every other backend.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import CancelledError
 from typing import Any
 
+from .._failures import Failure, FailureEvent
+from .._options import RunConfig
 from .._plan import Node, Plan
-from ._remote import add_stage_note
+from ._body import Body
 from ._current import working_as
-from ._worker import call_stage
+from ._failure_log import FailureLog
+from ._policy import Feed, Resilient, each_resilient, name_item
+from ._remote import add_stage_note
 
 __all__ = ["Chained"]
 
@@ -33,30 +39,52 @@ class _Failed(BaseException):
         self.error = error
 
 
+class _Halt:
+    """A cancel asked for from another thread while the chain runs (an async caller's)."""
+
+    __slots__ = ("requested", "busy")
+
+    def __init__(self) -> None:
+        self.requested = False  # stop at the next item
+        self.busy = False  # a thread is running the chain: it cleans up as it stops
+
+
 class _Noted:
-    """Iterate a stage's output, naming the stage in the errors it raises."""
+    """Iterate a stage's output, naming the stage (and the last item it read) in its errors.
 
-    __slots__ = ("_items", "_node")
+    ``last`` and ``count`` are what the next stage down has read of it.
+    """
 
-    def __init__(self, items: Iterator[Any], node: Node) -> None:
+    __slots__ = ("_items", "_node", "_input", "_halt", "last", "count")
+
+    def __init__(self, items: Iterator[Any], node: Node, input: _Noted | None, halt: _Halt) -> None:
         self._items = items
         self._node = node
+        self._input = input
+        self._halt = halt
+        self.last: Any = None
+        self.count = 0
 
     def __iter__(self) -> _Noted:
         return self
 
     def __next__(self) -> Any:
+        if self._halt.requested:
+            raise _Failed(CancelledError("the run was cancelled before it ended"))
         try:
             with working_as(self._node, 0):
-                return next(self._items)
+                item = next(self._items)
         except (StopIteration, _Failed):
             raise
         except Exception as exc:
-            add_stage_note(exc, self._node.name, 0, 1)
+            _note(exc, self._node, self._input)
             raise _Failed(exc) from None
         except BaseException as exc:  # Ctrl-C and the like end the run as they are
-            add_stage_note(exc, self._node.name, 0, 1)
+            _note(exc, self._node, self._input)
             raise
+        self.last = item
+        self.count += 1
+        return item
 
     def close(self) -> None:
         close = getattr(self._items, "close", None)
@@ -64,19 +92,32 @@ class _Noted:
             close()
 
 
+def _note(error: BaseException, node: Node, input: _Noted | None) -> None:
+    if input is not None and input.count:
+        name_item(error, input.count, input.last)
+    add_stage_note(error, node.name, 0, 1)
+
+
 class Chained:
     """An ``Execution`` that runs lazily in the caller's thread."""
 
-    def __init__(self, plan: Plan) -> None:
+    def __init__(self, plan: Plan, config: RunConfig) -> None:
         self._plan = plan
         self._finished = False
         self._outcome: tuple[list[Any], BaseException | None] | None = None
+        self._log = FailureLog(plan, config.max_failures)
+        self._bodies: list[Body] = []
+        self._halt = _Halt()
         stream: _Noted | None = None
         for node in plan.nodes:
             if node.kind == "sink":
                 break
-            stream = _Noted(iter(_call(node, stream)), node)
+            stream = _Noted(iter(self._call(node, stream)), node, stream, self._halt)
         self._stream = stream
+
+    @property
+    def failures(self) -> list[Failure]:
+        return self._log.failures
 
     @property
     def finished(self) -> bool:
@@ -91,14 +132,19 @@ class Chained:
 
     def next_output(self) -> Any:
         assert self._stream is not None
+        self._halt.busy = True
         try:
             return next(self._stream)
         except _Failed as failed:
+            self._halt.busy = False
             self.cancel()
             raise failed.error from failed.error.__cause__
         except BaseException:
+            self._halt.busy = False
             self.cancel()
             raise
+        finally:
+            self._halt.busy = False
 
     def result(self) -> list[Any]:
         if self._outcome is None:
@@ -110,32 +156,56 @@ class Chained:
 
     def _compute(self) -> tuple[list[Any], BaseException | None]:
         sink = self._plan.sink
+        self._halt.busy = True
         try:
             if sink is None:
                 for _ in self._stream or ():
                     pass
                 return [], None
-            return [_call(sink, self._stream)], None
+            return [self._call(sink, self._stream)], None
         except _Failed as failed:
             return [], failed.error
         except Exception as error:  # noqa: BLE001 - kept, raised on every result()
             return [], error
         finally:
+            self._halt.busy = False
             self.cancel()
 
     def cancel(self) -> None:
+        """Stop the chain; from another thread while it runs, at its next item."""
+        self._halt.requested = True
+        if self._halt.busy:
+            return  # the running thread stops at the next item and cleans up
         if not self._finished:
             self._finished = True
-            if self._stream is not None:
-                self._stream.close()
+            try:
+                if self._stream is not None:
+                    self._stream.close()
+            finally:
+                bodies, self._bodies = self._bodies, []
+                for body in bodies:
+                    body.close()
+
+    def _call(self, node: Node, stream: _Noted | None) -> Any:
+        """Start ``node`` on ``stream`` as its one worker would: its outputs, or a sink's value."""
+        try:
+            with working_as(node, 0):
+                body = Body(node)
+                self._bodies.append(body)
+                if stream is not None and node.kind == "processor" and node.options.has_policy:
+                    if node.per_item:
+                        return each_resilient(node, 0, body, stream, None, self._record, _uncounted)
+                    return Resilient(node, 0, body, Feed(stream, None), self._record, _uncounted)
+                return body.call(stream)
+        except _Failed:
+            raise
+        except BaseException as exc:
+            _note(exc, node, stream)
+            raise
+
+    def _record(self, event: FailureEvent) -> None:
+        self._log.add(event)
 
 
-def _call(node: Node, stream: _Noted | None) -> Any:
-    try:
-        with working_as(node, 0):
-            return call_stage(node, stream)
-    except _Failed:
-        raise
-    except BaseException as exc:
-        add_stage_note(exc, node.name, 0, 1)
-        raise
+def _uncounted(what: str) -> None:
+    """The inline backend keeps no statistics."""

@@ -22,7 +22,7 @@ import threading
 from time import perf_counter
 from typing import Any
 
-from .._stats import BLOCKED, ITEMS_IN, ITEMS_OUT, WAITING
+from .._stats import BLOCKED, ITEMS_IN, ITEMS_OUT, RETRIES, SKIPS, TIMEOUTS, WAITING
 
 __all__ = ["INTERVAL", "Counters", "counting"]
 
@@ -32,7 +32,10 @@ INTERVAL = 0.1  # seconds between writes of the counters
 class Counters:
     """What one worker has done, kept where it is cheap to update."""
 
-    __slots__ = ("row", "items_in", "items_out", "waiting", "blocked", "waiting_since", "blocked_since")
+    __slots__ = (
+        "row", "items_in", "items_out", "waiting", "blocked", "waiting_since", "blocked_since",
+        "retries", "skips", "timeouts",
+    )
 
     def __init__(self, row: Any) -> None:
         self.row = row
@@ -42,6 +45,9 @@ class Counters:
         self.blocked = row[BLOCKED]
         self.waiting_since = 0.0  # when the wait for input in progress began
         self.blocked_since = 0.0  # when the wait for a free output slot in progress began
+        self.retries = int(row[RETRIES])  # what the stage's failure policy did
+        self.skips = int(row[SKIPS])
+        self.timeouts = int(row[TIMEOUTS])
 
     def write(self) -> None:
         """Write the counters to the row, counting a wait in progress up to now."""
@@ -53,6 +59,9 @@ class Counters:
         row[WAITING] = self.waiting + (now - since if since else 0.0)
         since = self.blocked_since
         row[BLOCKED] = self.blocked + (now - since if since else 0.0)
+        row[RETRIES] = self.retries
+        row[SKIPS] = self.skips
+        row[TIMEOUTS] = self.timeouts
 
 
 class _Flusher:

@@ -8,6 +8,7 @@
     stats: one row a worker  <--------------   memory(size)
     launch: a Job a worker  ---------------->  start(job)           (or a caller thread,
     wait: events and Outcomes  <------------   wait(timeout)         for one-shot sources)
+    replace: a dead worker's Job again  ---->  start(job)
     abort: every edge; stop; release  ------>  stop(grace), release()
 
 Shutdown order: abort the edges (every blocked worker wakes), stop the
@@ -24,9 +25,10 @@ from typing import Any
 
 from .._backends import Backend, Job, Memory
 from .._backends._thread_workers import ThreadWorkers
-from .._plan import Plan
+from .._plan import Node, Plan
 from .._stats import StatsTable
-from .._transport import Edge, Receiver
+from .._transport import Edge, Held, Receiver
+from ._order import Turnstile, window_for
 from ._relay import caller_settings
 from ._signals import check_interrupt
 from ._worker import run_job
@@ -42,18 +44,23 @@ class Engine:
         self._backend = backend
         self._edges: list[Edge] = []
         self._memory: Memory | None = None
+        self._turnstiles: dict[int, Turnstile] = {}
         self._released = False
         names = plan.stat_names()
         try:
             for link in plan.links:
                 self._edges.append(backend.edge(link))
             self._memory = backend.memory(StatsTable.size(names), "the run's statistics")
+            for node in plan.nodes:
+                if node.options.ordered and node.workers > 1:
+                    self._turnstiles[node.index] = _turnstile(node, backend)
         except BaseException:
             self.release()
             raise
         self.stats = StatsTable(names, self._memory.memory)
         # Not backend.wake itself: the engine must not keep itself alive through its threads.
         self._callers = ThreadWorkers(finished=_waker(backend))
+        self._jobs: dict[tuple[int, int], Job] = {}
         output = plan.output
         self.output: Receiver | None = None if output is None else self._edges[output.index].receiver(0)
 
@@ -72,9 +79,31 @@ class Engine:
                     row=self.stats.index(node.index, worker),
                     main=run_job,
                     settings=settings,
+                    order=self._turnstiles.get(node.index),
                 )
+                self._jobs[node.index, worker] = job
                 check_interrupt()
                 (self._callers if node.in_caller else self._backend).start(job)
+
+    def replaceable(self, node: int) -> bool:
+        """Whether a dead worker of ``node`` can be replaced: every edge it uses can be taken over."""
+        job = self._jobs[node, 0]
+        if self._plan.nodes[node].in_caller or job.order is not None:
+            return False  # an ordered stage's turn would wait for the dead worker's input forever
+        return all(edge.recoverable for edge in job.inputs + job.outputs)
+
+    def held(self, node: int, worker: int) -> Held | None:
+        """The input packet a dead worker held, if any."""
+        job = self._jobs[node, worker]
+        return job.inputs[0].held(worker) if job.inputs else None
+
+    def replace(self, node: int, worker: int, *, again: int = 0) -> None:
+        """Start a new worker in place of a dead one; ``again``: attempts so far at its held packet,
+        which it takes first (0: the packet is freed; -1: it was skipped, and is freed)."""
+        job = self._jobs[node, worker]
+        if job.inputs:
+            job.inputs[0].again(worker, again)
+        self._backend.start(job)
 
     def wait(self, timeout: float | None) -> list[Any]:
         """What workers reported within ``timeout`` seconds (events, then ``Outcome``s)."""
@@ -82,6 +111,10 @@ class Engine:
 
     def wake(self) -> None:
         self._backend.wake()
+
+    def kill(self, node: int, worker: int) -> None:
+        """End one worker at once; ``wait`` then reports its crash."""
+        self._backend.kill(node, worker)
 
     def progress(self) -> int:
         """A number that changes whenever a packet moves."""
@@ -92,6 +125,8 @@ class Engine:
         if not self._released:
             for edge in self._edges:
                 edge.abort()
+            for turnstile in self._turnstiles.values():
+                turnstile.abort()
 
     def stop(self, grace: float) -> None:
         """Wait up to ``grace`` seconds for workers to end, then force them."""
@@ -106,11 +141,21 @@ class Engine:
         self._released = True
         for edge in self._edges:
             edge.close()
+        for turnstile in self._turnstiles.values():
+            turnstile.close()
         if self._memory is not None:
             if hasattr(self, "stats"):
                 self.stats.release()
             self._memory.close()
         self._backend.release()
+
+
+def _turnstile(node: Node, backend: Backend) -> Turnstile:
+    """The shared order of an ordered node's inputs, in memory and semaphores of ``backend``."""
+    assert node.options.packets_in_flight is not None
+    window = window_for(node.workers, node.options.packets_in_flight)
+    memory = backend.memory(Turnstile.size(node.workers, window), f"the order of stage '{node.name}'")
+    return Turnstile(node.workers, window, memory, backend.semaphore)
 
 
 def _waker(backend: Backend) -> Callable[[], None]:

@@ -22,17 +22,23 @@ from concurrent.futures import CancelledError
 from typing import Any, Protocol
 
 from .._backends import Outcome
-from .._errors import InactivityError
+from .._errors import InactivityError, ItemTimeout, TooManyFailures
+from .._failures import Failure, FailureEvent
 from .._options import RunConfig
-from .._plan import Plan
-from .._stats import StatsTable
+from .._plan import Node, Plan
+from .._stats import OVERRUN_AT, REPLACED, RETRIES, SKIPS, TIMEOUTS, StatsTable
+from .._transport._serialize import PortableError
 from .._transport import Aborted
 from ._engine import Engine
+from ._failure_log import FailureLog
+from ._policy import crash_error, name_held
 from ._relay import LogRecordEvent, WarningEvent, replay
 from ._remote import arrived
 from ._signals import run_ended, run_started
 
 __all__ = ["Execution", "Supervisor"]
+
+_OVERRUN_CHECK = 0.25  # seconds between looks for workers stuck past their timeout
 
 
 class Execution(Protocol):
@@ -57,6 +63,10 @@ class Execution(Protocol):
     def stats(self) -> StatsTable | None:
         """The run's live counters (None where a backend keeps none)."""
 
+    @property
+    def failures(self) -> list[Failure]:
+        """The items skipped so far, as the caller heard of them."""
+
 
 class Supervisor:
     """An ``Execution`` of an ``Engine``, watched by a supervisor thread."""
@@ -74,6 +84,7 @@ class Supervisor:
         self._lock = threading.Lock()
         self._output: Iterator[Any] | None = engine.output
         self._output_ended = False
+        self._log = FailureLog(plan, config.max_failures)
         self._thread = threading.Thread(target=self._supervise, name="streamflow-supervisor", daemon=True)
         run_started(self)
         try:
@@ -100,6 +111,10 @@ class Supervisor:
     @property
     def stats(self) -> StatsTable | None:
         return self._engine.stats
+
+    @property
+    def failures(self) -> list[Failure]:
+        return list(self._log.failures)
 
     def wait(self, timeout: float | None) -> bool:
         try:
@@ -183,11 +198,20 @@ class Supervisor:
         limit = self._config.inactivity_timeout
         engine = self._engine
         seen, since = engine.progress(), time.monotonic()
+        timed = [node for node in self._plan.nodes if node.options.timeout is not None]
         while self._pending and self._error is None and not self._cancelled:
             timeout = None if limit is None else max(0.0, since + limit - time.monotonic())
+            if timed:
+                timeout = _OVERRUN_CHECK if timeout is None else min(timeout, _OVERRUN_CHECK)
+                self._end_overruns(timed)
             for event in engine.wait(timeout):
                 if isinstance(event, Outcome):
                     self._record(event)
+                elif isinstance(event, FailureEvent):
+                    try:
+                        self._log.add(event)
+                    except TooManyFailures as error:
+                        self._fail(error)
                 elif isinstance(event, (LogRecordEvent, WarningEvent)):
                     replay(event)
             if limit is None:
@@ -204,17 +228,67 @@ class Supervisor:
                     )
                 )
 
+    def _end_overruns(self, timed: list[Node]) -> None:
+        """End the workers still on an item past its timeout and grace: code no signal interrupts."""
+        now = time.perf_counter()
+        for node in timed:
+            for worker in range(node.workers):
+                overrun_at = self._engine.stats.row(node.index, worker)[OVERRUN_AT]
+                if overrun_at and now >= overrun_at and (node.index, worker) in self._pending:
+                    self._engine.kill(node.index, worker)
+
     def _running(self) -> str:
         names = sorted({self._plan.nodes[n].name for n, _ in self._pending})
         return ", ".join(f"'{name}'" for name in names) or "none"
 
     def _record(self, outcome: Outcome) -> None:
-        self._pending.discard((outcome.node, outcome.worker))
         node = self._plan.nodes[outcome.node]
+        if outcome.crashed and node.options.replaces_crashed and self._replaced(outcome):
+            return
+        self._pending.discard((outcome.node, outcome.worker))
         if outcome.error is not None:
             self._fail(arrived(outcome.error, node.name, outcome.worker, node.workers))
         elif not outcome.aborted and node.kind == "sink":
             self._results[outcome.worker] = outcome.result
+
+    def _replaced(self, outcome: Outcome) -> bool:
+        """Under a policy, settle the item a dead worker held and start a new worker in its place.
+
+        False when the crash ends the run as it is: not an item's failure (it
+        held none), a run already ending, or edges that cannot be taken over.
+        """
+        engine, node, worker = self._engine, self._plan.nodes[outcome.node], outcome.worker
+        if self._error is not None or self._cancelled or not engine.replaceable(node.index):
+            return False
+        held = engine.held(node.index, worker)
+        if held is None or held.attempts < 0:
+            return False  # it held nothing, or died again before it took another item
+        row = engine.stats.row(node.index, worker)
+        error = crash_error(outcome, node, row)
+        attempts, options = held.attempts + 1, node.options
+        again = 0
+        if isinstance(error, ItemTimeout):
+            row[TIMEOUTS] += 1
+        if isinstance(error, options.retry_on) and attempts <= options.retries:
+            row[RETRIES] += 1
+            again = attempts
+        elif options.on_error == "skip":
+            row[SKIPS] += 1
+            again = -1
+            try:
+                self._log.add(FailureEvent(node.index, worker, held.item, PortableError(error), attempts))
+            except TooManyFailures as too_many:
+                self._fail(too_many)
+                return False
+        else:
+            name_held(error, held.item)
+            self._pending.discard((node.index, worker))
+            self._fail(arrived(PortableError(error), node.name, worker, node.workers))
+            return True
+        row[REPLACED] += 1
+        row[OVERRUN_AT] = 0.0
+        engine.replace(node.index, worker, again=again)
+        return True
 
     def _fail(self, error: BaseException) -> None:
         with self._lock:

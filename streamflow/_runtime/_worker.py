@@ -6,37 +6,35 @@
                                                                  (reserve, resume, send)
 
 ``run_job`` is the whole life of a worker on every backend: call the
-stage's function on its input stream with its constants, and for each
-packet first reserve a slot on the output edge, then resume the generator
-to build the packet (this is what makes a ``yield`` block until there is
-room), then send it.  A sink's return value is the worker's result.  It
-reports one ``Outcome`` and never raises.
+stage's function on its input stream with its constants (``Body``), and
+for each packet first reserve a slot on the output edge, then resume the
+generator to build the packet (this is what makes a ``yield`` block until
+there is room), then send it.  A sink's return value is the worker's
+result.  Under a failure policy the outputs come through ``Resilient``
+(``_policy``).  It reports one ``Outcome`` and never raises.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from time import perf_counter
 from typing import Any
 
 from .._backends import Job, Outcome, Report
+from .._failures import FailureEvent
 from .._errors import UnpicklableMessage, WorkerCrashed
 from .._plan import Node
 from .._stats import ENDED, STARTED, StatsTable
 from .._transport import Aborted, DownstreamClosed, Receiver, Sender, Stop
 from .._transport._serialize import PortableError
+from ._body import Body
 from ._counters import Counters, counting
 from ._current import working_as
+from ._order import InOrder
+from ._policy import Alarm, Feed, Resilient, alarm_for, each_resilient, name_item
 from ._relay import relay_to
 
-__all__ = ["call_stage", "run_job"]
-
-
-def call_stage(node: Node, stream: Iterable[Any] | None) -> Any:
-    """Call ``node``'s function on ``stream`` (None for a source) with its constants."""
-    if node.kind == "source":
-        return node.function(**node.constants)
-    return node.function(stream, **node.constants)
+__all__ = ["run_job"]
 
 
 def run_job(job: Job, report: Report) -> None:
@@ -50,18 +48,29 @@ def run_job(job: Job, report: Report) -> None:
         relay_to(job.settings, report)
     row = StatsTable.view(job.stats.memory, job.row)
     outcome = Outcome(node.index, worker)
-    row[STARTED] = perf_counter()
+    if not row[STARTED]:  # a worker that replaces a dead one keeps its row's start
+        row[STARTED] = perf_counter()
     counters = Counters(row)
     receiver = job.inputs[0].receiver(worker) if job.inputs else None
-    stream = None if receiver is None else _Counted(receiver, counters)
+    order = None if receiver is None or job.order is None else InOrder(job.order, worker, receiver)
+    stream = None if receiver is None else _Counted(order or receiver, counters)
+    body: Body | None = None
+    alarm: Alarm | None = None
     try:
         with counting(counters), working_as(node, worker):
             sender = job.outputs[0].sender(worker) if job.outputs else None
-            produced = call_stage(node, stream)
+            if sender is not None and order is not None:
+                sender = _Gated(sender, order)
+            body = Body(node)
             if sender is None:
-                outcome.result = produced  # a sink has run to completion
+                outcome.result = body.call(stream)  # a sink has run to completion
+            elif stream is not None and node.options.has_policy:
+                alarm = alarm_for(node, counters.row)
+                _pump(_resilient(job, body, stream, alarm, counters, report), sender, counters)
             else:
-                _pump(iter(produced), sender, counters)
+                _pump(iter(body.call(stream)), sender, counters)
+            ending, body = body, None
+            ending.close()  # its errors are the worker's: the stream is done
         if stream is not None:
             stream.finish()
     except Stop:
@@ -74,10 +83,39 @@ def run_job(job: Job, report: Report) -> None:
             )
         )
     except BaseException as exc:  # noqa: BLE001 - reported to the caller
+        if stream is not None and stream.last is not _NOTHING:
+            name_item(exc, counters.items_in, stream.last)
         outcome.error = PortableError(exc)
     finally:
         row[ENDED] = perf_counter()
+        if alarm is not None:
+            alarm.close()
+        if body is not None:  # the run is ending with an error: close quietly
+            try:
+                body.close()
+            except Exception:  # noqa: BLE001 - the first error is the one to report
+                pass
     _deliver(outcome, node, report)
+
+
+def _resilient(
+    job: Job, body: Body, stream: _Counted, alarm: Alarm | None, counters: Counters, report: Report
+) -> Iterator[Any]:
+    """``body``'s outputs under its node's failure policy, failures reported to the caller."""
+
+    def record(event: FailureEvent) -> None:
+        try:
+            report(event)
+        except Exception:  # noqa: BLE001 - an item that cannot travel travels as its repr
+            event.item = repr(event.item)
+            report(event)
+
+    def count(what: str) -> None:
+        setattr(counters, what, getattr(counters, what) + 1)
+
+    if job.node.per_item:
+        return each_resilient(job.node, job.worker, body, stream, alarm, record, count)
+    return Resilient(job.node, job.worker, body, Feed(stream, alarm), record, count)
 
 
 def _deliver(outcome: Outcome, node: Node, report: Report) -> None:
@@ -95,14 +133,18 @@ def _deliver(outcome: Outcome, node: Node, report: Report) -> None:
         report(outcome)
 
 
+_NOTHING: Any = object()
+
+
 class _Counted:
-    """The input stream a stage sees: the receiver, counted and timed."""
+    """The input stream a stage sees: the receiver, counted and timed; ``last`` is its last item."""
 
-    __slots__ = ("_receiver", "_counters")
+    __slots__ = ("_receiver", "_counters", "last")
 
-    def __init__(self, receiver: Receiver, counters: Counters) -> None:
+    def __init__(self, receiver: Receiver | InOrder, counters: Counters) -> None:
         self._receiver = receiver
         self._counters = counters
+        self.last: Any = _NOTHING
 
     def __iter__(self) -> _Counted:
         return self
@@ -116,10 +158,47 @@ class _Counted:
             counters.waiting += perf_counter() - started
             counters.waiting_since = 0.0
         counters.items_in += 1
+        self.last = item
+        return item
+
+    def next_within(self, seconds: float) -> Any:
+        """The next item, waiting at most ``seconds``; raises ``Quiet`` if none came (``sf.batch``)."""
+        counters = self._counters
+        counters.waiting_since = started = perf_counter()
+        try:
+            item = self._receiver.next_within(seconds)
+        finally:
+            counters.waiting += perf_counter() - started
+            counters.waiting_since = 0.0
+        counters.items_in += 1
+        self.last = item
         return item
 
     def finish(self) -> None:
         self._receiver.finish()
+
+
+class _Gated:
+    """An ordered stage's output: each packet waits for its input's turn before it leaves."""
+
+    __slots__ = ("_sender", "_order")
+
+    def __init__(self, sender: Sender, order: InOrder) -> None:
+        self._sender = sender
+        self._order = order
+
+    def reserve(self) -> None:
+        self._sender.reserve()
+
+    def unreserve(self) -> None:
+        self._sender.unreserve()
+
+    def send(self, item: Any) -> None:
+        self._order.gate()
+        self._sender.send(item)
+
+    def close(self) -> None:
+        self._sender.close()
 
 
 def _pump(items: Iterator[Any], sender: Sender, counters: Counters) -> None:

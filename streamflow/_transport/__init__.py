@@ -13,10 +13,11 @@ one to build.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-__all__ = ["Aborted", "DownstreamClosed", "Edge", "Receiver", "Sender", "Stop"]
+__all__ = ["Aborted", "DownstreamClosed", "Edge", "Held", "Receiver", "Quiet", "Sender", "Stop", "Unrecoverable"]
 
 
 class Stop(BaseException):
@@ -28,6 +29,10 @@ class Stop(BaseException):
 
 class Aborted(Stop):
     """The run is being torn down (an error elsewhere, or a cancel)."""
+
+
+class Quiet(Exception):
+    """No packet arrived within the time given to ``Receiver.next_within``."""
 
 
 class DownstreamClosed(Stop):
@@ -61,15 +66,35 @@ class Receiver(Protocol):
         Raises ``StopIteration`` at the end of the stream, ``Aborted`` on teardown.
         """
 
+    def next_within(self, seconds: float) -> Any:
+        """``__next__``, waiting at most ``seconds`` for a packet; raises ``Quiet`` if none came."""
+
+    def release(self) -> None:
+        """Free the slot of the packet handed out last, before the next ``__next__`` would."""
+
     def finish(self) -> None:
         """This consumer stops reading (at the end of its stream or early)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Held:
+    """The packet a dead consumer held: its item (or what can be said of it) and the attempts at it."""
+
+    item: Any
+    attempts: int  # failed attempts at it before the one that just ended; -1: it was settled (skipped)
 
 
 class Edge(Protocol):
     """One bounded stream between the workers of two stages (or a stage and the caller).
 
     ``endpoint`` numbers the producer or consumer worker that takes the end.
+    A ``recoverable`` edge lets a new worker take over the ends of one that
+    died: the slot a dead producer had reserved goes on as an empty packet,
+    and the packet a dead consumer held is given to its replacement first
+    (``again``) or freed as the replacement starts.
     """
+
+    recoverable: bool
 
     def sender(self, endpoint: int) -> Sender: ...
 
@@ -83,3 +108,26 @@ class Edge(Protocol):
 
     def close(self) -> None:
         """Free what the edge holds; only its owner calls this, once every end is done."""
+
+    def held(self, endpoint: int) -> Held | None:
+        """What consumer ``endpoint``, whose worker died, held; None if nothing (or not recoverable)."""
+
+    def again(self, endpoint: int, attempts: int) -> None:
+        """Give the packet consumer ``endpoint`` held to its next receiver first; ``attempts`` so far
+        (-1: the packet was skipped, and the next receiver frees it)."""
+
+
+class Unrecoverable:
+    """Edges whose ends cannot be taken over: the workers on them are not replaced.
+
+    Threads cannot die alone; Ray workers hold packets the hub hands out in
+    batches, not one a worker.
+    """
+
+    recoverable = False
+
+    def held(self, endpoint: int) -> Held | None:
+        return None
+
+    def again(self, endpoint: int, attempts: int) -> None:
+        raise NotImplementedError("this edge cannot hand a packet to a new worker")

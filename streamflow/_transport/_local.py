@@ -15,10 +15,10 @@ reads them, so every waiter sees them.
 from __future__ import annotations
 
 import threading
-from queue import SimpleQueue
+from queue import Empty, SimpleQueue
 from typing import Any
 
-from . import Aborted, DownstreamClosed
+from . import Aborted, DownstreamClosed, Quiet, Unrecoverable
 
 __all__ = ["LocalEdge"]
 
@@ -28,7 +28,7 @@ _ABORT = object()
 _CLOSED = object()
 
 
-class LocalEdge:
+class LocalEdge(Unrecoverable):
     """A bounded stream of ``capacity`` packets between threads."""
 
     def __init__(self, capacity: int, producers: int, consumers: int) -> None:
@@ -114,13 +114,31 @@ class LocalReceiver:
     def __iter__(self) -> LocalReceiver:
         return self
 
-    def __next__(self) -> Any:
+    def release(self) -> None:
+        """Free the slot of the item handed out last (the next ``__next__`` would)."""
         if self._held:
             self._held = False
             self._slots.put(_SLOT)
+
+    def __next__(self) -> Any:
+        if self._held:
+            self.release()
         if self._ended:
             raise StopIteration
-        item = self._items.get()
+        return self._took(self._items.get())
+
+    def next_within(self, seconds: float) -> Any:
+        if self._held:
+            self.release()
+        if self._ended:
+            raise StopIteration
+        try:
+            item = self._items.get(timeout=max(0.0, seconds))
+        except Empty:
+            raise Quiet() from None
+        return self._took(item)
+
+    def _took(self, item: Any) -> Any:
         if item is _END:
             self._ended = True
             raise StopIteration

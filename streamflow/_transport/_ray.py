@@ -19,17 +19,18 @@ from __future__ import annotations
 import asyncio
 import copy
 import threading
+import time
 from collections import deque
 from typing import Any
 
 import ray
 
-from . import Aborted, DownstreamClosed
+from . import Aborted, DownstreamClosed, Quiet, Unrecoverable
 from ._serialize import Reader, dumps_message, loads
 
 __all__ = ["RayEdge", "RayReceiver", "RaySender", "hub", "session_actor"]
 
-_OK, _ABORTED, _CLOSED = 0, 1, 2
+_OK, _ABORTED, _CLOSED, _QUIET = 0, 1, 2, 3
 _LARGE = 1 << 20  # bytes from which an array goes through the object store
 _PICKLED = "pickled"
 _BATCH = 256  # packets a producer sends in one call at most
@@ -100,13 +101,21 @@ class _Edge:
             if self._producers == 0:
                 self._ended = True
 
-    async def next(self, release: int, most: int) -> tuple[int, list[Any]]:
-        """Free ``release`` slots, wait for a packet, take up to ``most`` of those waiting."""
+    async def next(self, release: int, most: int, within: float | None = None) -> tuple[int, list[Any]]:
+        """Free ``release`` slots, wait for a packet (at most ``within`` seconds: else
+        ``_QUIET``), take up to ``most`` of those waiting."""
         if release:
             self._free += release
             self._notify()
+        deadline = None if within is None else time.monotonic() + within
         while not (self._aborted or self._items or self._ended):
-            await self._changed.wait()
+            if deadline is None:
+                await self._changed.wait()
+                continue
+            try:
+                await asyncio.wait_for(self._changed.wait(), max(0.0, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                return _QUIET, []
         if self._aborted:
             return _ABORTED, []
         if self._items:
@@ -177,8 +186,8 @@ class _Hub:
     def producer_done(self, key: Key, producer: Any, total: int) -> None:
         self._edge(key).producer_done(producer, total)
 
-    async def next(self, key: Key, release: int, most: int) -> tuple[int, list[Any]]:
-        return await self._edge(key).next(release, most)
+    async def next(self, key: Key, release: int, most: int, within: float | None = None) -> tuple[int, list[Any]]:
+        return await self._edge(key).next(release, most, within)
 
     def consumer_done(self, key: Key, release: int, ended: bool) -> None:
         self._edge(key).consumer_done(release, ended)
@@ -215,7 +224,7 @@ def hub() -> Any:
     return session_actor("hub", HubActor)
 
 
-class RayEdge:
+class RayEdge(Unrecoverable):
     """An edge kept by the session's hub; picklable to Ray workers."""
 
     def __init__(
@@ -356,15 +365,25 @@ class RayReceiver:
     def __iter__(self) -> RayReceiver:
         return self
 
-    def __next__(self) -> Any:
+    def release(self) -> None:
+        """Count the packet handed out last as done (the hub hears of it with the next call)."""
         if self._held:
             self._done += 1
             self._held = False
+
+    def __next__(self) -> Any:
+        return self.next_within(None)
+
+    def next_within(self, seconds: float | None) -> Any:
+        if self._held:
+            self.release()
         if self._ended:
             raise StopIteration
         if not self._batch:
-            state, boxes = _get(self._hub.next.remote(self._key, self._done, self._share))
+            state, boxes = _get(self._hub.next.remote(self._key, self._done, self._share, seconds))
             self._done = 0
+            if state == _QUIET:
+                raise Quiet()
             if state == _ABORTED:
                 raise Aborted()
             if state == _CLOSED:

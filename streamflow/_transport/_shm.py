@@ -11,7 +11,9 @@
 
 ``free`` and ``ready`` are process-shared semaphores (C-level, futex-backed:
 no system call unless someone waits), so a packet costs four semaphore
-operations and two copies of its bytes.  With one producer and one consumer
+operations and two copies of its bytes.  A waiter retries for the edge's
+spin budget before it sleeps (``_spin``): a sleeping peer costs a wake-up
+far dearer than the packet itself.  With one producer and one consumer
 (the common case) slots are used in ring order and the index queues are not
 needed at all; with several workers on a side, the queues' indexes are
 guarded by locks.  The segment is a memfd: it has no
@@ -33,11 +35,12 @@ import pickle
 from typing import Any
 
 from .._errors import MessageTooLarge
-from . import Aborted, DownstreamClosed
+from . import Aborted, DownstreamClosed, Held, Quiet
 from ._memory import SharedBuffer, posixshmem, reserve
 from ._sem import Semaphore
 from ._serialize import HEAD as _HEAD
 from ._serialize import Packed, Reader, pack_message, read, write
+from ._spin import spin_budget, wait
 
 __all__ = ["ShmEdge"]
 
@@ -72,9 +75,18 @@ class ShmEdge:
         forked: bool,
         reader: Reader,
         index: int = 0,
+        spin: float | None = None,
+        recoverable: bool = False,
     ) -> None:
         """``forked``: workers inherit the edge (else it is pickled to them);
-        ``reader``: who unpickles its messages (the caller, for an open flow's last edge)."""
+        ``reader``: who unpickles its messages (the caller, for an open flow's last edge);
+        ``spin``: microseconds a waiter retries before it sleeps (0: never;
+        ``None``: ``STREAMFLOW_SPIN_US`` as set in this process, or the default).
+        ``recoverable``: a new worker can take over the end of one that died
+        (``held``, ``again``); the edge then keeps, per worker, the slot it
+        holds, and uses its index queues even for one producer and one consumer.
+        Raises ``OptionError`` for a bad spin budget."""
+        self.spin = spin_budget(spin)  # nanoseconds; travels to the workers inside the edge
         self.name = name
         self.index = index
         self.capacity = capacity
@@ -87,7 +99,13 @@ class ShmEdge:
         self.slot_size = _round_up(max_message_size or DEFAULT_SLOT, 64)
         self.ready_base = _QUEUES + capacity
         self.ready_size = capacity + consumers  # room for the end-of-stream marks
-        control = (self.ready_base + self.ready_size) * 8
+        self.recoverable = recoverable
+        # Per worker: the slot each consumer holds, the failed attempts at it
+        # (nonzero: give it again), the slot each producer has reserved.
+        self.held_base = self.ready_base + self.ready_size
+        self.again_base = self.held_base + consumers
+        self.reserved_base = self.again_base + consumers
+        control = (self.reserved_base + producers) * 8
         self.data_offset = _round_up(control, _PAGE)
         self.total = self.data_offset + capacity * self.slot_size
         what = (
@@ -99,7 +117,7 @@ class ShmEdge:
         self.free = Semaphore(capacity, prefix=prefix, inherited=forked)
         self.ready = Semaphore(0, prefix=prefix, inherited=forked)
         many = producers > 1 or consumers > 1
-        self.ring = not many
+        self.ring = not many and not recoverable
         # Producers move FREE_HEAD and READY_TAIL, consumers FREE_TAIL and
         # READY_HEAD: a side needs a lock only when several workers share it.
         self.producer_lock = Semaphore(1, maxvalue=1, prefix=prefix, inherited=forked) if producers > 1 else None
@@ -113,6 +131,10 @@ class ShmEdge:
         for index in range(capacity):
             ctrl[_QUEUES + index] = index
         ctrl[_FREE_TAIL] = capacity
+        for index in range(consumers):
+            ctrl[self.held_base + index] = -1
+        for index in range(producers):
+            ctrl[self.reserved_base + index] = -1
 
     def _map(self) -> None:
         view = memoryview(self.buffer.memory)
@@ -129,10 +151,43 @@ class ShmEdge:
         self._map()
 
     def sender(self, endpoint: int) -> ShmSender:
-        return ShmSender(self)
+        return ShmSender(self, endpoint)
 
-    def receiver(self, endpoint: int) -> ShmReceiver:
-        return ShmReceiver(self)
+    def receiver(self, endpoint: int) -> ShmReceiver | _Replaying:
+        receiver = ShmReceiver(self, endpoint)
+        if self.recoverable and receiver._held >= 0 and self.ctrl[self.again_base + endpoint] > 0:
+            return _Replaying(receiver, receiver._held)
+        return receiver
+
+    # -- taking over the ends of a dead worker (recoverable edges) --
+
+    def held(self, endpoint: int) -> Held | None:
+        """The packet consumer ``endpoint`` held as its worker died (read in the caller)."""
+        index = int(self.ctrl[self.held_base + endpoint]) if self.recoverable else -1
+        if index < 0:
+            return None
+        return Held(self._peek(index), int(self.ctrl[self.again_base + endpoint]))
+
+    def again(self, endpoint: int, attempts: int) -> None:
+        """The next receiver of ``endpoint`` takes its held packet first (0 or -1, skipped: it frees it)."""
+        self.ctrl[self.again_base + endpoint] = attempts
+
+    def _peek(self, index: int) -> Any:
+        """A copy of the packet in slot ``index``, or what can be said of it."""
+        size, count, flags = _HEAD.unpack_from(self.slots[index], 0)
+        try:
+            if flags == _OVERFLOW:
+                overflow = _Overflow(self)
+                try:
+                    with overflow.view(index, size, grow=False) as view:
+                        return read(view, copy=True)
+                finally:
+                    overflow.close()
+            if not (count or flags):
+                return _loads(self.slots[index][_HEAD.size : _HEAD.size + size])
+            return read(self.slots[index], True)
+        except Exception as exc:  # noqa: BLE001 - described instead
+            return f"<an item of {size:,} bytes that cannot be read in the caller: {exc}>"
 
     def semaphores(self) -> list[Semaphore]:
         locks = (self.producer_lock, self.consumer_lock, self.end_lock)
@@ -185,10 +240,10 @@ class ShmSender:
     __slots__ = (
         "_edge", "_ctrl", "_slots", "_free_acquire", "_free_lock", "_ready_release", "_ready_lock",
         "_ready_base", "_ready_size", "_capacity", "_checks_main", "_index",
-        "_ring", "_next", "_sent", "_overflow",
+        "_ring", "_next", "_sent", "_overflow", "_spin", "_spinning", "_reserved_at",
     )
 
-    def __init__(self, edge: ShmEdge) -> None:
+    def __init__(self, edge: ShmEdge, endpoint: int = 0) -> None:
         self._edge = edge
         self._ctrl = edge.ctrl
         self._slots = edge.slots
@@ -205,9 +260,17 @@ class ShmSender:
         self._next = 0  # ring mode: the slot to fill next
         self._sent = 0
         self._overflow = _Overflow(edge)
+        self._spin = edge.spin
+        self._spinning = True
+        self._reserved_at = edge.reserved_base + endpoint if edge.recoverable else -1
+        if self._reserved_at >= 0 and self._ctrl[self._reserved_at] >= 0:
+            # The worker this one replaces died with a slot reserved: pass it on empty.
+            self._index = int(self._ctrl[self._reserved_at])
+            self.unreserve()
 
     def reserve(self) -> None:
-        self._free_acquire()
+        if not self._free_acquire(False):
+            self._spinning = wait(self._free_acquire, self._spin, self._spinning)
         ctrl = self._ctrl
         if ctrl[_ABORT] or ctrl[_CLOSED]:
             self._edge.free.release()  # pass the wake-up on to the next waiter
@@ -221,7 +284,9 @@ class ShmSender:
             lock.acquire()
         position = ctrl[_FREE_HEAD]
         ctrl[_FREE_HEAD] = position + 1
-        self._index = ctrl[_QUEUES + position % self._capacity]
+        self._index = index = ctrl[_QUEUES + position % self._capacity]
+        if self._reserved_at >= 0:
+            ctrl[self._reserved_at] = index
         if lock is not None:
             lock.release()
 
@@ -259,6 +324,8 @@ class ShmSender:
         if self._ring:
             ctrl[_MOVED] = self._sent
         else:
+            if self._reserved_at >= 0:
+                ctrl[self._reserved_at] = -1  # dying from here on loses the slot, never doubles it
             lock = self._ready_lock
             if lock is not None:
                 lock.acquire()
@@ -323,10 +390,10 @@ class ShmReceiver:
     __slots__ = (
         "_edge", "_ctrl", "_slots", "_ready_acquire", "_ready_lock", "_free_release", "_free_lock",
         "_ready_base", "_ready_size", "_capacity", "_held", "_ended", "_finished", "_copy",
-        "_ring", "_next", "_received", "_overflow",
+        "_ring", "_next", "_received", "_overflow", "_spin", "_spinning", "_held_at",
     )
 
-    def __init__(self, edge: ShmEdge) -> None:
+    def __init__(self, edge: ShmEdge, endpoint: int = 0) -> None:
         self._edge = edge
         self._ctrl = edge.ctrl
         self._slots = edge.slots
@@ -345,30 +412,58 @@ class ShmReceiver:
         self._next = 0
         self._received = 0
         self._overflow = _Overflow(edge)
+        self._spin = edge.spin
+        self._spinning = True
+        self._held_at = edge.held_base + endpoint if edge.recoverable else -1
+        if self._held_at >= 0:
+            self._held = int(self._ctrl[self._held_at])  # the slot the worker this one replaces held
 
     def __iter__(self) -> ShmReceiver:
         return self
 
-    def __next__(self) -> Any:
-        ctrl = self._ctrl
+    def release(self) -> None:
+        """Free the slot of the packet handed out last (the next ``__next__`` would)."""
         held = self._held
-        if held >= 0 and self._ring:
-            self._held = -1
+        if held < 0:
+            return
+        self._held = -1
+        if self._ring:
             self._free_release()
-        elif held >= 0:
-            self._held = -1
-            lock = self._free_lock
-            if lock is not None:
-                lock.acquire()
-            position = ctrl[_FREE_TAIL]
-            ctrl[_QUEUES + position % self._capacity] = held
-            ctrl[_FREE_TAIL] = position + 1
-            if lock is not None:
-                lock.release()
-            self._free_release()
+            return
+        if self._held_at >= 0:
+            self._forget_held()
+        ctrl = self._ctrl
+        lock = self._free_lock
+        if lock is not None:
+            lock.acquire()
+        position = ctrl[_FREE_TAIL]
+        ctrl[_QUEUES + position % self._capacity] = held
+        ctrl[_FREE_TAIL] = position + 1
+        if lock is not None:
+            lock.release()
+        self._free_release()
+
+    def __next__(self) -> Any:
+        if self._held >= 0:
+            self.release()
         if self._ended:
             raise StopIteration
-        self._ready_acquire()
+        if not self._ready_acquire(False):
+            self._spinning = wait(self._ready_acquire, self._spin, self._spinning)
+        return self._take()
+
+    def next_within(self, seconds: float) -> Any:
+        if self._held >= 0:
+            self.release()
+        if self._ended:
+            raise StopIteration
+        if not self._ready_acquire(True, max(0.0, seconds)):
+            raise Quiet()
+        return self._take()
+
+    def _take(self) -> Any:
+        """The packet whose ``ready`` count was just taken."""
+        ctrl = self._ctrl
         if ctrl[_ABORT]:
             self._edge.ready.release()  # pass the wake-up on to the next waiter
             raise Aborted()
@@ -386,6 +481,8 @@ class ShmReceiver:
         position = ctrl[_READY_HEAD]
         ctrl[_READY_HEAD] = position + 1
         index = ctrl[self._ready_base + position % self._ready_size]
+        if self._held_at >= 0 and index >= 0:
+            ctrl[self._held_at] = index
         if lock is not None:
             lock.release()
         if index < 0:
@@ -416,6 +513,8 @@ class ShmReceiver:
             if self._ring:
                 edge.free.release()
             else:
+                if self._held_at >= 0:
+                    self._forget_held()
                 _release(edge, self._held)
             self._held = -1
         if self._ended:
@@ -427,6 +526,44 @@ class ShmReceiver:
             edge.ctrl[_CLOSED] = 1
             for _ in range(edge.producers + 1):
                 edge.free.release()
+
+
+    def _forget_held(self) -> None:
+        """Clear the record of the held slot before freeing it: dying in between loses the slot,
+        never frees it twice."""
+        self._ctrl[self._held_at] = -1
+        self._ctrl[self._edge.again_base + self._held_at - self._edge.held_base] = 0
+
+
+class _Replaying:
+    """A new worker's receiver: the packet its dead predecessor held comes first, again."""
+
+    __slots__ = ("_receiver", "_first")
+
+    def __init__(self, receiver: ShmReceiver, index: int) -> None:
+        self._receiver = receiver
+        self._first = index
+
+    def __iter__(self) -> _Replaying:
+        return self
+
+    def __next__(self) -> Any:
+        index, self._first = self._first, -1
+        if index >= 0:
+            return self._receiver._decode(index)
+        return next(self._receiver)
+
+    def next_within(self, seconds: float) -> Any:
+        index, self._first = self._first, -1
+        if index >= 0:
+            return self._receiver._decode(index)
+        return self._receiver.next_within(seconds)
+
+    def release(self) -> None:
+        self._receiver.release()
+
+    def finish(self) -> None:
+        self._receiver.finish()
 
 
 class _Overflow:

@@ -1,0 +1,70 @@
+"""What order and batches cost: ``ordered=True`` against unordered, and ``max_wait``'s latency.
+
+Each function returns plain numbers; ``__main__`` turns them into rows.
+Stages live here so that spawned workers can import them.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import streamflow as sf
+
+from .policies import records, stamps
+
+__all__ = ["batch_latency", "ordered_cost"]
+
+
+@sf.map
+def touch(record: dict[str, int]) -> dict[str, int]:
+    return record
+
+
+@sf.map
+def work(record: dict[str, int], microseconds: float = 200.0) -> dict[str, int]:
+    """About ``microseconds`` of CPU, as a model call might take."""
+    until = time.perf_counter() + microseconds / 1e6
+    while time.perf_counter() < until:
+        pass
+    return record
+
+
+def ordered_cost(options: dict[str, Any], workload: str, n: int, repeats: int) -> tuple[float, float]:
+    """Microseconds a message unordered and ordered, 2 workers, best of ``repeats``; interleaved."""
+    stage = touch if workload == "small" else work
+    best = {False: float("inf"), True: float("inf")}
+    for _ in range(repeats):
+        for ordered in (False, True):
+            flow = records(n=n) | stage.options(workers=2, ordered=ordered) | stamps
+            first, last, count = flow.run(**options)
+            assert count == n
+            best[ordered] = min(best[ordered], (last - first) / max(1, n - 1) * 1e6)
+    return best[False], best[True]
+
+
+@sf.stage
+def trickle(n: int, every: float) -> Iterator[float]:
+    """``n`` timestamps, one each ``every`` seconds: a slow source."""
+    for _ in range(n):
+        time.sleep(every)
+        yield time.perf_counter()
+
+
+@sf.stage
+def delays(batches: Iterable[list[float]]) -> list[float]:
+    """Seconds from each item's birth to its batch's arrival here."""
+    out = []
+    for batch in batches:
+        now = time.perf_counter()
+        out += [now - born for born in batch]
+    return out
+
+
+def batch_latency(options: dict[str, Any], max_wait: float, n: int) -> tuple[float, float]:
+    """Median and worst seconds from an item's arrival to its batch's, with items 10 x max_wait apart."""
+    flow = trickle(n=n, every=10 * max_wait) | sf.batch(1000, max_wait=max_wait) | delays
+    seen = flow.run(**options)
+    return statistics.median(seen), max(seen)

@@ -1,0 +1,318 @@
+"""Failure policies, once for every backend: retries, skips and per-item timeouts.
+
+::
+
+    input stream --> Feed --> stage function --> Resilient --> pump
+                      ^  (the item put back        | an exception escaped:
+                      |   for a retry)             |   retry (after a delay), skip (record it) or raise;
+                      +----------------------------+   then call the function again on the rest
+
+A stage without a policy runs without any of this (``Resilient`` is not
+even built).  Under a policy, "the item" is the last input the function
+pulled before it raised: the function is called again on the rest of its
+input, starting with that item (retry) or after it (skip); outputs it
+yielded before raising stay delivered.  A map stage's function is called
+once per item, so there the item is exact, and there is nothing to
+restart: ``each_resilient`` retries the call itself, at the cost of a
+``try`` block an item.
+
+``timeout`` is an interval timer (``SIGALRM``) that runs only while the
+stage's own code runs on an item: it stops while the worker waits for
+input or for room downstream, and starts afresh for each item.  Its
+handler raises ``ItemTimeout`` in the stage's code, and only there; if it
+rings while the runtime's code runs, the item fails as the stage resumes.
+It needs the worker to be its process's main thread: the process and ray
+backends; others reject ``timeout`` when the run starts.  Native code that
+holds the interpreter cannot be interrupted: the alarm also writes a
+deadline, ``OVERRUN_GRACE`` seconds later, to the worker's stats row, and
+the supervisor ends a worker still running past it; it is replaced like
+any that dies (``crash_error`` tells the two apart by that deadline).
+
+A worker that dies under a policy that retries or skips is replaced by the
+supervisor; the item it held is settled there (``Held``, ``crash_error``).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from .._backends import Outcome
+from .._errors import ItemTimeout, OptionError, WorkerCrashed
+from .._failures import FailureEvent
+from .._plan import Node
+from .._stats import OVERRUN_AT
+from .._transport._serialize import PortableError
+from ._body import Body
+
+__all__ = [
+    "OVERRUN_GRACE", "Alarm", "Feed", "Resilient", "alarm_for", "crash_error", "each_resilient", "name_held", "name_item",
+]
+
+OVERRUN_GRACE = 1.0  # seconds past ``timeout`` before a worker stuck in native code is ended
+
+Record = Callable[[FailureEvent], None]
+
+
+def name_item(error: BaseException, position: int, item: Any) -> None:
+    """Note on ``error`` the last item its worker received: the one to look at first."""
+    _add_note(error, f"the last item this worker received was its #{position}: {short(item, 80)}")
+
+
+def name_held(error: BaseException, item: Any) -> None:
+    """Note on ``error`` (a crash) the item its worker held as it died."""
+    _add_note(error, f"the item its worker held as it died: {short(item, 80)}")
+
+
+def crash_error(outcome: Outcome, node: Node, row: Any) -> Exception:
+    """What ended a dead worker: ``ItemTimeout`` if it overran its deadline, else its ``WorkerCrashed``."""
+    overrun_at = row[OVERRUN_AT]
+    if overrun_at and time.perf_counter() >= overrun_at:
+        return ItemTimeout(
+            f"an item of stage '{node.name}' took longer than timeout={node.options.timeout:g} s in "
+            f"code that could not be interrupted (native code?); its worker was ended and replaced"
+        )
+    assert outcome.error is not None
+    error = outcome.error.unwrap()
+    return error if isinstance(error, Exception) else WorkerCrashed(str(error))
+
+
+def short(value: Any, limit: int) -> str:
+    """``repr(value)``, cut to ``limit`` characters; a repr that fails is described."""
+    try:
+        text = repr(value)
+    except Exception as exc:  # noqa: BLE001 - a note must not fail
+        text = f"<{type(value).__name__} whose repr raised {type(exc).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _add_note(error: BaseException, note: str) -> None:
+    if hasattr(error, "add_note"):
+        error.add_note(note)
+    else:  # Python 3.10
+        error.__notes__ = [*getattr(error, "__notes__", []), note]  # type: ignore[attr-defined]
+
+
+class Feed:
+    """A stage's input under a policy: the stream, with a failed item put back first."""
+
+    __slots__ = ("_items", "alarm", "item", "position", "attempts", "taken", "again")
+
+    def __init__(self, items: Iterator[Any], alarm: Alarm | None) -> None:
+        self._items = items
+        self.alarm = alarm  # the per-item timeout, if any
+        self.item: Any = None  # the last item handed to the function
+        self.position = 0  # how many items the stream has given so far
+        self.attempts = 0  # of ``item``, counting the one in progress
+        self.taken = False  # whether the function pulled an item since it was last called
+        self.again = False  # ``item`` goes to the function once more
+
+    def __iter__(self) -> Feed:
+        return self
+
+    def __next__(self) -> Any:
+        alarm = self.alarm
+        if alarm is not None:
+            alarm.stop()  # waiting for input is not the item's time
+        if self.again:
+            self.again = False
+        else:
+            self.item = next(self._items)
+            self.position += 1
+            self.attempts = 1
+        self.taken = True
+        if alarm is not None:
+            alarm.renew()
+            alarm.start()
+        return self.item
+
+    def put_back(self) -> None:
+        """Give the current item to the function again, as its next input."""
+        self.again = True
+        self.attempts += 1
+
+    def restarted(self) -> None:
+        self.taken = False
+
+    def finish(self) -> None:
+        finish = getattr(self._items, "finish", None)
+        if finish is not None:
+            finish()
+
+
+def each_resilient(
+    node: Node, worker: int, body: Body, items: Iterator[Any], alarm: Alarm | None, record: Record,
+    count: Callable[[str], None],
+) -> Iterator[Any]:
+    """A map stage's outputs under ``node``'s failure policy: each call tried, retried or skipped."""
+    function, constants = body.per_item()
+    options = node.options
+    for item in items:
+        attempts = 1
+        while True:
+            try:
+                if alarm is not None:
+                    alarm.renew()
+                    alarm.start()
+                try:
+                    output = function(item, **constants)
+                finally:
+                    if alarm is not None:
+                        alarm.stop()
+            except Exception as error:  # noqa: BLE001 - the policy decides
+                if isinstance(error, ItemTimeout):
+                    count("timeouts")
+                if isinstance(error, options.retry_on) and attempts <= options.retries:
+                    count("retries")
+                    time.sleep(options.retry_delay * 2 ** (attempts - 1))
+                    attempts += 1
+                    continue
+                if options.on_error != "skip":
+                    raise
+                count("skips")
+                record(FailureEvent(node.index, worker, item, PortableError(error), attempts))
+                break
+            yield output
+            break
+
+
+class Resilient:
+    """A stage's outputs under ``node``'s failure policy; the function is called again after a failure."""
+
+    __slots__ = ("_node", "_worker", "_body", "_feed", "_record", "_count", "_alarm", "_outputs")
+
+    def __init__(
+        self,
+        node: Node,
+        worker: int,
+        body: Body,
+        feed: Feed,
+        record: Record,
+        count: Callable[[str], None],
+    ) -> None:
+        """``record`` reports a skipped item; ``count("retries" | "skips" | "timeouts")`` counts."""
+        self._node = node
+        self._worker = worker
+        self._body = body
+        self._feed = feed
+        self._record = record
+        self._count = count
+        self._alarm = feed.alarm
+        self._outputs: Iterator[Any] = iter(body.call(feed))
+
+    def __iter__(self) -> Resilient:
+        return self
+
+    def __next__(self) -> Any:
+        alarm = self._alarm
+        while True:
+            try:
+                if alarm is not None:
+                    alarm.start()
+                try:
+                    return next(self._outputs)
+                finally:
+                    if alarm is not None:
+                        alarm.stop()
+            except StopIteration:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the policy decides
+                self._failed(exc)
+
+    def _failed(self, error: Exception) -> None:
+        """Retry, skip or raise ``error``; after a retry or a skip, call the function again."""
+        feed, options = self._feed, self._node.options
+        _close(self._outputs)
+        if isinstance(error, ItemTimeout):
+            self._count("timeouts")
+        if feed.position == 0 or not (feed.taken or feed.again):
+            raise error  # not an item's failure: the function fails without input
+        if isinstance(error, options.retry_on) and feed.attempts <= options.retries:
+            self._count("retries")
+            time.sleep(options.retry_delay * 2 ** (feed.attempts - 1))
+            feed.put_back()
+        elif options.on_error == "skip":
+            self._count("skips")
+            self._record(
+                FailureEvent(self._node.index, self._worker, feed.item, PortableError(error), feed.attempts)
+            )
+        else:
+            raise error
+        feed.restarted()
+        self._outputs = iter(self._body.call(feed))
+
+    def close(self) -> None:
+        _close(self._outputs)
+
+
+def _close(outputs: Iterator[Any]) -> None:
+    close = getattr(outputs, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:  # noqa: BLE001 - its error is not the item's
+            pass
+
+
+class Alarm:
+    """A per-item budget of ``seconds`` of the stage's own time, enforced with ``SIGALRM``.
+
+    While armed, the moment ``OVERRUN_GRACE`` seconds after the budget runs
+    out is in ``row``: past it, the supervisor ends the worker (code the
+    signal cannot interrupt), and can say why it died.
+    """
+
+    __slots__ = ("_seconds", "_left", "_armed", "_rang", "_previous", "_row")
+
+    def __init__(self, seconds: float, row: Any) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            raise OptionError(
+                f"timeout={seconds:g} needs each worker to be a process's main thread, and this "
+                "one is not: run the stage on the process or ray backend"
+            )
+        self._seconds = seconds
+        self._left = seconds
+        self._armed = False
+        self._rang = False
+        self._row = row
+        self._previous = signal.signal(signal.SIGALRM, self._ring)
+
+    def _ring(self, signum: int, frame: Any) -> None:
+        if self._armed:
+            self._armed = False
+            raise ItemTimeout(f"an item took longer than timeout={self._seconds:g} s")
+        self._rang = True  # the runtime's code was running: the item fails as the stage resumes
+
+    def start(self) -> None:
+        if self._rang or self._left <= 0:
+            self._rang = False
+            self._left = self._seconds
+            raise ItemTimeout(f"an item took longer than timeout={self._seconds:g} s")
+        left = self._left
+        if self._row is not None:
+            self._row[OVERRUN_AT] = time.perf_counter() + left + OVERRUN_GRACE
+        signal.setitimer(signal.ITIMER_REAL, left)
+        self._armed = True
+
+    def stop(self) -> None:
+        self._armed = False
+        self._left = signal.setitimer(signal.ITIMER_REAL, 0)[0] or (0.0 if self._rang else self._left)
+        if self._row is not None:
+            self._row[OVERRUN_AT] = 0.0
+
+    def renew(self) -> None:
+        self._left = self._seconds
+        self._rang = False
+
+    def close(self) -> None:
+        self.stop()
+        signal.signal(signal.SIGALRM, self._previous)
+
+
+def alarm_for(node: Node, row: Any = None) -> Alarm | None:
+    """The alarm that enforces ``node``'s ``timeout``, if it has one; ``row``: the worker's stats."""
+    timeout = node.options.timeout
+    return None if timeout is None else Alarm(timeout, row)
