@@ -527,12 +527,21 @@ def test_replacement_keeps_packets_in_flight_exact_and_leaks_nothing(
 @sf.map
 def stuck_in_native_code(x: int) -> int:
     if x == 2:
-        import ctypes
+        import signal
 
-        libc = ctypes.CDLL(None)
-        libc.sleep.argtypes = [ctypes.c_uint]
-        libc.sleep(30)  # sleep(3) restarts on nothing: SIGALRM's Python handler cannot run
+        # As native code that never returns to Python: no signal handler can run.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+        time.sleep(30)
     return x
+
+
+@pytest.mark.parametrize("name", RECOVERING)
+def test_without_retries_or_skip_an_item_stuck_in_native_code_raises_item_timeout(
+    name: str, request: pytest.FixtureRequest
+) -> None:
+    opts = _opts(request, name)
+    with pytest.raises(sf.ItemTimeout, match="could not be interrupted"):
+        (range(5) | stuck_in_native_code.options(timeout=0.3) | collect).run(**opts)
 
 
 @pytest.mark.parametrize("name", RECOVERING)
@@ -549,6 +558,7 @@ def test_an_item_stuck_past_its_timeout_in_native_code_ends_its_worker(
     assert time.perf_counter() - started < 15
     (failure,) = run.failures
     assert failure.item == 2 and isinstance(failure.error, sf.ItemTimeout)
+    assert "could not be interrupted" in str(failure.error)  # ended by the supervisor, and replaced
 
 
 @pytest.mark.skipif("ray" not in BACKENDS, reason="the ray extra is not installed")

@@ -73,7 +73,7 @@ def crash_error(outcome: Outcome, node: Node, row: Any) -> Exception:
     if overrun_at and time.perf_counter() >= overrun_at:
         return ItemTimeout(
             f"an item of stage '{node.name}' took longer than timeout={node.options.timeout:g} s in "
-            f"code that could not be interrupted (native code?); its worker was ended and replaced"
+            f"code that could not be interrupted (native code?); its worker was ended"
         )
     assert outcome.error is not None
     error = outcome.error.unwrap()

@@ -246,7 +246,11 @@ class Supervisor:
         if outcome.crashed and node.options.replaces_crashed and self._replaced(outcome):
             return
         self._pending.discard((outcome.node, outcome.worker))
-        if outcome.error is not None:
+        if outcome.crashed and node.options.timeout is not None:
+            # Ended by the supervisor past its timeout: say so, not just that it died.
+            row = self._engine.stats.row(node.index, outcome.worker)
+            self._fail(arrived(PortableError(crash_error(outcome, node, row)), node.name, outcome.worker, node.workers))
+        elif outcome.error is not None:
             self._fail(arrived(outcome.error, node.name, outcome.worker, node.workers))
         elif not outcome.aborted and node.kind == "sink":
             self._results[outcome.worker] = outcome.result
