@@ -13,6 +13,8 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from ._text import short
+
 __all__ = ["Failure", "FailureEvent", "summary"]
 
 
@@ -34,7 +36,7 @@ class Failure:
 
     def __repr__(self) -> str:
         return (
-            f"Failure(stage={self.stage!r}, worker={self.worker}, item={_short(self.item)}, "
+            f"Failure(stage={self.stage!r}, worker={self.worker}, item={short(self.item, 60)}, "
             f"error={type(self.error).__name__}({str(self.error)!r}), attempts={self.attempts})"
         )
 
@@ -55,8 +57,3 @@ def summary(failures: Sequence[Failure]) -> str:
     counts = Counter(failure.stage for failure in failures)
     parts = [f"'{stage}' skipped {n} item{'s' if n != 1 else ''}" for stage, n in counts.items()]
     return ", ".join(parts)
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."

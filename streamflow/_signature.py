@@ -23,7 +23,7 @@ from typing import Any, Literal
 from ._errors import FlowTypeError
 from ._typecheck import stream_item
 
-__all__ = ["Kind", "Signature", "analyse", "plainly_contradicts", "short"]
+__all__ = ["Kind", "Signature", "analyse", "plainly_contradicts"]
 
 Kind = Literal["source", "processor", "sink"]
 
@@ -155,9 +155,3 @@ def plainly_contradicts(value: Any, hint: Any) -> bool:
         except TypeError:
             return False
     return False
-
-
-def short(value: Any, limit: int = 40) -> str:
-    """``repr(value)``, cut to ``limit`` characters."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."

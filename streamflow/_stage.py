@@ -20,7 +20,8 @@ from typing_extensions import Concatenate, Never, ParamSpec, Self, Unpack
 
 from ._errors import FlowTypeError, StreamflowError
 from ._options import RunOptions, StageArgs, StageOptions
-from ._signature import Kind, Signature, analyse, plainly_contradicts, short
+from ._signature import Kind, Signature, analyse, plainly_contradicts
+from ._text import short
 from ._typecheck import element_type, show
 
 if TYPE_CHECKING:

@@ -45,6 +45,7 @@ from .._errors import ItemTimeout, OptionError, WorkerCrashed
 from .._failures import FailureEvent
 from .._plan import Node
 from .._stats import OVERRUN_AT
+from .._text import short
 from .._transport._serialize import PortableError
 from ._body import Body
 
@@ -78,15 +79,6 @@ def crash_error(outcome: Outcome, node: Node, row: Any) -> Exception:
     assert outcome.error is not None
     error = outcome.error.unwrap()
     return error if isinstance(error, Exception) else WorkerCrashed(str(error))
-
-
-def short(value: Any, limit: int) -> str:
-    """``repr(value)``, cut to ``limit`` characters; a repr that fails is described."""
-    try:
-        text = repr(value)
-    except Exception as exc:  # noqa: BLE001 - a note must not fail
-        text = f"<{type(value).__name__} whose repr raised {type(exc).__name__}>"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _add_note(error: BaseException, note: str) -> None:
