@@ -116,3 +116,27 @@ def test_cancel_and_break_leave_nothing_on_the_cluster() -> None:
         if a["State"] != "DEAD" and not (a.get("Name") or "").startswith("streamflow-")
     ]
     assert alive == []  # the session's hub and events actors aside
+
+
+_TWO_RUNS = """
+import streamflow as sf
+from tests.stages import count_to, total
+print((count_to(n=5) | total).run(backend="ray"), (count_to(n=5) | total).run(backend="ray"))
+"""
+
+
+@pytest.mark.timeout(180)
+def test_runs_that_start_ray_themselves_run_again() -> None:
+    """Each run starts and stops its own local Ray; the second must not reach for the first's hub."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-c", _TWO_RUNS], capture_output=True, text=True, timeout=170, cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-2:] == ["10", "10"]

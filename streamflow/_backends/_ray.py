@@ -41,7 +41,7 @@ from .._options import RunConfig
 from .._plan import Link, Node, Plan
 from .._stats import WIDTH
 from .._transport._memory import LocalBuffer
-from .._transport._ray import RayEdge, session_actor
+from .._transport._ray import RayEdge, forget_session, session_actor
 from .._transport._serialize import PortableError, Reader, dumps, dumps_job
 from . import Job, Outcome
 
@@ -207,6 +207,7 @@ class RayBackend:
             return
         self._released = True
         if self._started_ray:
+            forget_session()
             ray.shutdown()
         else:
             self._events.drain.remote(self._run)  # what came after the end

@@ -219,6 +219,12 @@ def session_actor(name: str, actor: Any) -> Any:
     return _session[job, name]
 
 
+def forget_session() -> None:
+    """Drop the actors of the session about to end (``ray.shutdown``): a new session, even
+    one with the same job id, starts its own."""
+    _session.clear()
+
+
 def hub() -> Any:
     """The hub of the current Ray session."""
     return session_actor("hub", HubActor)

@@ -1,0 +1,423 @@
+"""Async stages: each worker runs its stage's coroutines on an event loop of its own.
+
+::
+
+    input edge --pull (input thread)--> AsyncInput --> async stage (loop thread) --> output (worker thread)
+                                                                                  reserve, next(), send
+
+To the rest of the runtime an async stage is a sync iterator of outputs,
+so the pump, ordering and failure policies are the ones every stage uses.
+Its worker's thread keeps doing what it does for any stage: it reserves a
+slot on the output edge, asks for the next output and sends it.  The
+output comes from an event loop that runs in a thread of its own
+(``Loop``), started with the worker and kept across restarts under a
+failure policy.  The stage's input reaches the loop through
+``AsyncInput``, whose pulls run on a third thread, so that waiting for
+input never blocks the loop.
+
+An async generator's steps run one at a time, as a generator's do
+(``Steps``).  ``@sf.map`` on an ``async def`` keeps up to ``concurrency``
+calls in flight (``Calls``): it starts a call for each input while fewer
+are held, and hands results to the pump as they finish, in input order
+when the stage is ordered.  A worker holds at most ``concurrency`` inputs
+whose outputs have not left.  Policies apply per call, on the loop: a
+retry awaits its delay, and ``timeout`` cancels the call (``Deadline``).
+
+When the worker stops (its stream ended, an error, downstream closed, a
+cancel), every task on the loop is cancelled and awaited, so ``finally``
+and ``async with`` blocks run, before the loop stops.  While the worker's
+thread waits on the loop, it checks every ``_POLL`` seconds whether the
+run was aborted: nothing on the edges wakes it there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import queue
+import threading
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from typing import Any, TypeVar
+
+from .._errors import ItemTimeout
+from .._failures import FailureEvent
+from .._plan import Node
+from .._transport import Aborted
+from .._transport._serialize import PortableError
+from ._current import working_as
+from ._order import Numbered
+from ._policy import name_item
+
+__all__ = ["AsyncInput", "Calls", "Deadline", "Loop", "Steps"]
+
+T = TypeVar("T")
+
+_POLL = 0.05  # seconds between checks for an aborted run, while waiting on the loop
+_CANCEL_GRACE = 5.0  # seconds the cancelled tasks get to run their ``finally`` blocks
+_END: Any = object()  # the input stream ended
+
+
+class Loop:
+    """One worker's event loop, in a thread of its own, and the thread its input is pulled on."""
+
+    def __init__(self, node: Node, worker: int, aborted: Callable[[], bool]) -> None:
+        """``aborted()``: whether the run is being torn down (checked while waiting)."""
+        self.loop = asyncio.new_event_loop()
+        self._aborted = aborted
+        self._pulls = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"streamflow-{node.name}-input")
+        self._thread = threading.Thread(
+            target=self._serve, args=(node, worker), name=f"streamflow-{node.name}-loop", daemon=True
+        )
+        self._thread.start()
+
+    def _serve(self, node: Node, worker: int) -> None:
+        asyncio.set_event_loop(self.loop)
+        with working_as(node, worker):
+            self.loop.run_forever()
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run ``coroutine`` on the loop, waiting for its result here; ``Aborted`` if the run is."""
+        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        while not concurrent.futures.wait([future], _POLL).done:
+            if self._aborted():
+                future.cancel()
+                raise Aborted()
+        return future.result()
+
+    def take(self, results: queue.SimpleQueue[T]) -> T:
+        """The next of ``results``, filled by the loop; ``Aborted`` if the run is."""
+        while True:
+            try:
+                return results.get(timeout=_POLL)
+            except queue.Empty:
+                if self._aborted():
+                    raise Aborted() from None
+
+    async def pull(self, stream: Iterator[Any]) -> Any:
+        """The next item of ``stream`` (``_END`` at its end), pulled on the input thread."""
+        return await asyncio.wrap_future(self._pulls.submit(_pull, stream))
+
+    def close(self, close: Callable[[], Any] | None = None) -> None:
+        """Cancel every task on the loop and wait for them, call ``close()`` (an instance's,
+        awaited if it returns an awaitable; its errors are the worker's), and stop the loop."""
+        try:
+            if self._thread.is_alive():
+                try:
+                    self.run(_cancel_all())
+                except BaseException:  # noqa: BLE001 - aborted meanwhile: stop anyway
+                    pass
+                if close is not None:
+                    self.run(_closing(close))
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(_CANCEL_GRACE)
+            if not self._thread.is_alive():
+                self.loop.close()
+            # A pull still waiting for input ends with the stream, or as the run is torn down.
+            self._pulls.shutdown(wait=False)
+
+
+def _pull(stream: Iterator[Any]) -> Any:
+    try:
+        return next(stream)
+    except StopIteration:
+        return _END
+
+
+async def _cancel_all() -> None:
+    current = asyncio.current_task()
+    tasks = [task for task in asyncio.all_tasks() if task is not current]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=_CANCEL_GRACE)
+    await asyncio.get_running_loop().shutdown_asyncgens()
+
+
+async def _closing(close: Callable[[], Any]) -> None:
+    closing = close()
+    if isinstance(closing, Awaitable):
+        await closing
+
+
+class Deadline:
+    """``timeout`` seconds of one item's own time: its task is cancelled when they run out.
+
+    The clock runs while the stage's code runs on the item (``resume``) and
+    stops while it waits for input or for room downstream (``pause``);
+    ``renew`` gives a new item the whole budget.
+    """
+
+    __slots__ = ("seconds", "_left", "_loop", "_task", "_handle", "expired")
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._left = seconds
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Future[Any] | None = None
+        self._handle: asyncio.TimerHandle | None = None
+        self.expired = False
+
+    def renew(self) -> None:
+        self._left = self.seconds
+
+    def resume(self) -> None:
+        assert self._loop is not None
+        self.pause()
+        self._handle = self._loop.call_later(self._left, self._expire)
+
+    def pause(self) -> None:
+        handle = self._handle
+        if handle is not None:
+            assert self._loop is not None
+            self._left = max(0.0, handle.when() - self._loop.time())
+            handle.cancel()
+            self._handle = None
+
+    def _expire(self) -> None:
+        self._handle = None
+        self._left = 0.0
+        self.expired = True
+        if self._task is not None:
+            self._task.cancel()
+
+    async def bound(self, awaitable: Awaitable[T]) -> T:
+        """``awaitable``'s result; ``ItemTimeout`` if the budget runs out first."""
+        self._loop = asyncio.get_running_loop()
+        self._task = task = asyncio.ensure_future(awaitable)
+        self.expired = False
+        self.resume()
+        try:
+            return await task
+        except asyncio.CancelledError:
+            if self.expired:
+                raise ItemTimeout(f"an item took longer than timeout={self.seconds:g} s") from None
+            raise
+        finally:
+            self.pause()
+            self._task = None
+
+
+class AsyncInput:
+    """A stage's input stream as an async iterator; each item is pulled on the input thread."""
+
+    __slots__ = ("_stream", "_loop", "_deadline")
+
+    def __init__(self, stream: Iterator[Any], loop: Loop, deadline: Deadline | None = None) -> None:
+        self._stream = stream
+        self._loop = loop
+        self._deadline = deadline
+
+    def __aiter__(self) -> AsyncInput:
+        return self
+
+    async def __anext__(self) -> Any:
+        deadline = self._deadline
+        if deadline is not None:
+            deadline.pause()  # waiting for input is not the item's time
+            await asyncio.sleep(0)  # a timeout that rang just now lands here, before the pull
+        item = await self._loop.pull(self._stream)
+        if item is _END:
+            raise StopAsyncIteration
+        if deadline is not None:
+            deadline.renew()
+            deadline.resume()
+        return item
+
+
+class Steps:
+    """An async generator's outputs for the pump: one step at a time, on the worker's loop."""
+
+    __slots__ = ("_loop", "_outputs", "_deadline")
+
+    def __init__(self, loop: Loop, outputs: Any, deadline: Deadline | None) -> None:
+        self._loop = loop
+        self._outputs = outputs
+        self._deadline = deadline
+
+    def __iter__(self) -> Steps:
+        return self
+
+    def __next__(self) -> Any:
+        output = self._loop.run(self._step())
+        if output is _END:
+            raise StopIteration
+        return output
+
+    async def _step(self) -> Any:
+        try:
+            if self._deadline is None:
+                return await self._outputs.__anext__()
+            return await self._deadline.bound(self._outputs.__anext__())
+        except StopAsyncIteration:
+            return _END
+
+    def close(self) -> None:
+        """Close the generator (its ``finally`` blocks run), as ``close()`` does a generator's."""
+        try:
+            self._loop.run(self._outputs.aclose())
+        except RuntimeError:  # it was cancelled in the middle of a step: nothing to close
+            pass
+
+
+class _Call:
+    """One input of an async map stage, and what came of it."""
+
+    __slots__ = ("item", "position", "seq", "output", "error", "attempts", "retries", "timeouts")
+
+    def __init__(self, item: Any, position: int, seq: int) -> None:
+        self.item = item
+        self.position = position  # in the worker's input, from 1
+        self.seq = seq  # in the stage's input, when it is ordered
+        self.output: Any = None
+        self.error: Exception | None = None
+        self.attempts = 0
+        self.retries = 0
+        self.timeouts = 0
+
+
+class Calls:
+    """An async map stage's outputs for the pump: up to ``concurrency`` calls in flight.
+
+    The loop starts a call for each input while the worker holds fewer than
+    ``concurrency`` inputs whose outputs have not left; this side hands out
+    the finished calls' outputs, in input order if the stage is ordered, and
+    settles their failures as the stage's policy says.  ``order``: the
+    stage's ``Numbered`` input (ordered with several workers), whose turn
+    each output waits for.
+    """
+
+    def __init__(
+        self,
+        node: Node,
+        worker: int,
+        function: Callable[..., Any],
+        constants: dict[str, Any],
+        stream: Iterator[Any],
+        loop: Loop,
+        record: Callable[[FailureEvent], None],
+        count: Callable[[str, int], None],
+        order: Numbered | None = None,
+    ) -> None:
+        self._node = node
+        self._worker = worker
+        self._function = function
+        self._constants = constants
+        self._stream = stream
+        self._loop = loop
+        self._record = record
+        self._count = count
+        self._order = order
+        self._in_order = node.options.ordered
+        self._finished: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._early: dict[int, _Call] = {}  # finished out of turn (ordered)
+        self._expected = 1  # the position whose output leaves next (ordered)
+        self._sent = False  # an input was settled since the last call: free its room
+        self._left = -1  # the seq of the output handed out last, to mark done once it has left
+        self._room: asyncio.Semaphore | None = None
+        self._starting = asyncio.run_coroutine_threadsafe(self._start(), loop.loop)
+
+    def __iter__(self) -> Calls:
+        return self
+
+    def __next__(self) -> Any:
+        order = self._order
+        while True:
+            if self._sent:  # the output handed out last has left: its input's room is free
+                self._sent = False
+                self._loop.loop.call_soon_threadsafe(self._release)
+                if order is not None and self._left >= 0:
+                    order.done(self._left)
+                    self._left = -1
+            call = self._next_finished()
+            if call is _END:
+                raise StopIteration
+            if call.retries:
+                self._count("retries", call.retries)
+            if call.timeouts:
+                self._count("timeouts", call.timeouts)
+            self._sent = True
+            if call.error is None:
+                if order is not None:
+                    order.gate(call.seq)
+                    self._left = call.seq
+                return call.output
+            if order is not None:
+                order.done(call.seq)
+            if self._node.options.on_error != "skip":
+                error = call.error
+                name_item(error, call.position, call.item)
+                raise error
+            self._count("skips", 1)
+            self._record(
+                FailureEvent(self._node.index, self._worker, call.item, PortableError(call.error), call.attempts)
+            )
+
+    def _next_finished(self) -> Any:
+        if not self._in_order:
+            return self._take()
+        while self._expected not in self._early:
+            call = self._take()
+            if call is _END:
+                return _END
+            self._early[call.position] = call
+        self._expected += 1
+        return self._early.pop(self._expected - 1)
+
+    def _take(self) -> Any:
+        finished = self._loop.take(self._finished)
+        if isinstance(finished, BaseException):
+            raise finished
+        return finished
+
+    def _release(self) -> None:
+        assert self._room is not None
+        self._room.release()
+
+    async def _start(self) -> None:
+        """Start a call for each input while there is room; ``_END`` once every call has finished."""
+        self._room = room = asyncio.Semaphore(self._node.options.concurrency)
+        calls: set[asyncio.Task[None]] = set()
+        position = 0
+        try:
+            while True:
+                await room.acquire()
+                item = await self._loop.pull(self._stream)
+                if item is _END:
+                    break
+                position += 1
+                seq = -1 if self._order is None else self._order.seq
+                task = asyncio.ensure_future(self._attempt(_Call(item, position, seq)))
+                calls.add(task)
+                task.add_done_callback(calls.discard)
+            if calls:
+                await asyncio.wait(calls)
+        except BaseException as exc:  # the input failed or was aborted: the worker raises it
+            self._finished.put(exc)
+            raise
+        self._finished.put(_END)
+
+    async def _attempt(self, call: _Call) -> None:
+        """Call the function on ``call``'s item as the policy says, then hand it over."""
+        options = self._node.options
+        deadline = None if options.timeout is None else Deadline(options.timeout)
+        while True:
+            call.attempts += 1
+            try:
+                coroutine = self._function(call.item, **self._constants)
+                call.output = await (coroutine if deadline is None else deadline.bound(coroutine))
+                call.error = None
+                break
+            except Exception as error:  # noqa: BLE001 - the policy decides
+                call.error = error
+                if isinstance(error, ItemTimeout):
+                    call.timeouts += 1
+                if not (isinstance(error, options.retry_on) and call.attempts <= options.retries):
+                    break
+                call.retries += 1
+                await asyncio.sleep(options.retry_delay * 2 ** (call.attempts - 1))
+        self._finished.put(call)  # not when cancelled: the worker is stopping
+
+    def close(self) -> None:
+        """Stop starting calls; the loop's closing cancels the ones in flight."""
+        self._starting.cancel()
