@@ -27,7 +27,10 @@ Workloads (each on the thread backend and on processes under fork and spawn):
   loses when a worker is killed and replaced;
 - ordered: ``ordered=True`` against unordered with 2 workers (small
   messages, and about 200 us of work each); batch: the latency from an
-  item's arrival to its batch's emission under ``max_wait`` with a slow source.
+  item's arrival to its batch's emission under ``max_wait`` with a slow source;
+- io: 2,000 calls of 50 ms simulated I/O, on one worker of an ``async def``
+  map stage at ``concurrency=100`` against a sync stage on 100 thread
+  workers, wall time against the ideal (1 s) and CPU seconds.
 
 Throughput is timed from the first to the last packet at the sink, so it
 excludes start-up (measured on its own).  Each number is the best of a few
@@ -54,7 +57,7 @@ from typing import Any
 
 from streamflow._transport._spin import SPIN_ENV
 
-from . import order, policies
+from . import io, order, policies
 from . import workloads as w
 from .ring import run_edges, run_ring
 
@@ -573,6 +576,23 @@ def _ordered(settings: Settings) -> Iterator[Row]:
                   note=f"arrival to emission, median; worst {worst * 1e3:.1f} ms")
 
 
+def _io(settings: Settings) -> Iterator[Row]:
+    """2,000 calls of 50 ms I/O: one async worker at concurrency=100, against 100 thread workers."""
+    calls, latency, width = (1_000 if settings.quick else 2_000), 0.05, 100
+    ideal = calls * latency / width
+    configs = [
+        ("thread async w=1 concurrency=100", {"backend": "thread"}, {"concurrency": width}),
+        ("process/fork async w=1 concurrency=100", {"backend": "process", "start_method": "fork"}, {"concurrency": width}),
+        ("thread sync w=100", {"backend": "thread"}, {"workers": width}),
+    ]
+    for config, options, shape in configs:
+        wall, cpu = min(io.io_bound(options, calls, latency, **shape) for _ in range(max(1, settings.repeats)))
+        note = f"{wall / ideal:.2f}x the ideal {ideal:.1f} s"
+        if options["backend"] == "thread":
+            note += f"; {cpu:.2f} CPU s"
+        yield Row("io", f"{config}, {calls} x {latency * 1e3:.0f} ms", "s", wall, note=note)
+
+
 # -- Ray -------------------------------------------------------------------------
 
 
@@ -674,6 +694,7 @@ WORKLOADS: dict[str, Callable[[Settings], Iterator[Row]]] = {
     "stats": _stats_cost,
     "policy": _policy,
     "ordered": _ordered,
+    "io": _io,
     "ray": _ray,
 }
 
@@ -698,6 +719,8 @@ def _format(row: Row, compare: bool) -> str:
         text += "  cpu us/csw:" + "".join(
             f" {role} {cpu:.2f}/{switches:.2f}" for role, (cpu, switches) in row.usage.items()
         )
+    if row.note:
+        text += f"  ({row.note})"
     return text
 
 

@@ -48,7 +48,9 @@ def io_bound(options: dict[str, Any], calls: int, latency: float, *, concurrency
         stage = call_async(latency=latency).options(concurrency=concurrency, workers=workers)
     else:
         stage = call_sync(latency=latency).options(workers=workers)
-    flow = requests(n=calls) | stage | count
+    # Each sync worker holds its input's slot while it waits: give the source room for all of them.
+    source = requests(n=calls).options(packets_in_flight=2 * workers)
+    flow = source | stage | count
     before = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     assert flow.run(**options) == calls

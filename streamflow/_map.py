@@ -6,7 +6,9 @@
     def parse(doc: bytes, encoding: str = "utf-8") -> Record: ...
 
 The first parameter is the item, the others are constants; each input
-gives exactly one output, the return value.  It is a ``Processor`` like
+gives exactly one output, the return value.  On an ``async def`` the
+return value is awaited, with up to ``concurrency`` calls in flight per
+worker.  It is a ``Processor`` like
 any other, typed at ``|`` and under mypy, with the same run options.  The
 runtime calls it once per item, so a failure policy knows exactly which
 item failed.
@@ -15,7 +17,7 @@ item failed.
 from __future__ import annotations
 
 import typing
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar, overload
 
 from typing_extensions import Concatenate, ParamSpec, Unpack
@@ -38,13 +40,27 @@ class _Maps(Protocol[T_contra, U_co]):
     def __call__(self, item: T_contra, /) -> U_co: ...
 
 
+class _AsyncMaps(Protocol[T_contra, U_co]):
+    """An instance of a class map stage with an ``async def __call__``."""
+
+    def __call__(self, item: T_contra, /) -> Awaitable[U_co]: ...
+
+
 class _MapDecorator(Protocol):
+    @overload
+    def __call__(self, fn: Callable[P, _AsyncMaps[T, U]]) -> Processor[P, T, U]: ...
+    @overload
+    def __call__(self, fn: Callable[Concatenate[T, P], Awaitable[U]]) -> Processor[P, T, U]: ...
     @overload
     def __call__(self, fn: Callable[P, _Maps[T, U]]) -> Processor[P, T, U]: ...
     @overload
     def __call__(self, fn: Callable[Concatenate[T, P], U]) -> Processor[P, T, U]: ...
 
 
+@overload
+def map(fn: Callable[P, _AsyncMaps[T, U]], /) -> Processor[P, T, U]: ...
+@overload
+def map(fn: Callable[Concatenate[T, P], Awaitable[U]], /) -> Processor[P, T, U]: ...
 @overload
 def map(fn: Callable[P, _Maps[T, U]], /) -> Processor[P, T, U]: ...
 @overload

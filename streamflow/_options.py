@@ -57,6 +57,10 @@ class StageArgs(TypedDict, total=False):
 
     ``ordered``: outputs leave in the order the inputs arrived, whatever the
     number of workers (processors and map stages; default False).
+
+    ``concurrency``: calls each worker of an ``async def`` map stage keeps in
+    flight on its event loop (default 1); ``packets_in_flight`` then defaults
+    to ``2 * workers * concurrency`` and may not be below ``workers * concurrency``.
     """
 
     workers: int
@@ -71,6 +75,7 @@ class StageArgs(TypedDict, total=False):
     on_error: OnError
     timeout: float | None
     ordered: bool
+    concurrency: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +94,7 @@ class StageOptions:
     on_error: OnError = "raise"
     timeout: float | None = None
     ordered: bool = False
+    concurrency: int = 1
 
     @property
     def has_policy(self) -> bool:
@@ -114,18 +120,32 @@ class StageOptions:
             changes["retry_on"] = tuple(retry_on)
         return dataclasses.replace(self, **changes)
 
-    def check(self, stage: str, kind: str = "processor") -> None:
-        """Raise ``OptionError`` for a value out of range, naming ``stage`` (of ``kind``)."""
+    def check(self, stage: str, kind: str = "processor", *, async_map: bool = False) -> None:
+        """Raise ``OptionError`` for a value out of range, naming ``stage`` (of ``kind``;
+        ``async_map``: an ``async def`` under ``@sf.map``, which alone takes ``concurrency``)."""
         where = f"for stage '{stage}'"
         if not _is_int(self.workers) or self.workers < 1:
             raise OptionError(f"workers={self.workers!r} {where} must be an int >= 1")
+        if not _is_int(self.concurrency) or self.concurrency < 1:
+            raise OptionError(f"concurrency={self.concurrency!r} {where} must be an int >= 1")
+        if self.concurrency > 1 and not async_map:
+            raise OptionError(
+                f"concurrency={self.concurrency} {where}: only an async def under @sf.map keeps several "
+                "calls in flight; for a sync stage, set workers (threads or processes) instead"
+            )
         pif = self.packets_in_flight
         if pif is not None and (not _is_int(pif) or pif < 1):
             raise OptionError(f"packets_in_flight={pif!r} {where} must be an int >= 1")
-        if pif is not None and pif < self.workers:
+        if pif is not None and pif < self.workers * self.concurrency:
+            if self.concurrency == 1:
+                raise OptionError(
+                    f"packets_in_flight={pif} is below workers={self.workers} {where}; "
+                    "set packets_in_flight >= workers"
+                )
             raise OptionError(
-                f"packets_in_flight={pif} is below workers={self.workers} {where}; "
-                "set packets_in_flight >= workers"
+                f"packets_in_flight={pif} is below workers={self.workers} x concurrency={self.concurrency} "
+                f"{where}; set packets_in_flight >= {self.workers * self.concurrency} (each call in "
+                "flight is a packet being built)"
             )
         size = self.max_message_size
         if size is not None and (not _is_int(size) or size <= 0):
@@ -183,7 +203,7 @@ class StageOptions:
         """These options with every default filled in (``packets_in_flight``)."""
         if self.packets_in_flight is not None:
             return self
-        return dataclasses.replace(self, packets_in_flight=2 * self.workers)
+        return dataclasses.replace(self, packets_in_flight=2 * self.workers * self.concurrency)
 
     def changed(self) -> dict[str, Any]:
         """The options that differ from their defaults, in field order."""

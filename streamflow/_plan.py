@@ -37,6 +37,7 @@ class Node:
     outputs: tuple[int, ...]  # indexes of the links it writes
     per_item: bool = False  # ``function`` takes one item and returns one output
     factory: bool = False  # ``function`` is a class: one instance per worker, built with the constants
+    is_async: bool = False  # ``function`` is an ``async def``: it runs on its worker's event loop
 
     @property
     def workers(self) -> int:
@@ -113,6 +114,7 @@ def build_plan(stages: Sequence[Planned]) -> Plan:
             Node(
                 index, name, stage.name, stage.kind, stage.fn, dict(stage.constants), options,
                 stage.one_shot, inputs, outputs, stage.signature.per_item, stage.signature.factory,
+                stage.signature.is_async,
             )
         )
         if outputs:

@@ -6,8 +6,12 @@ The first parameter is the stream iff it is annotated ``Iterable[X]`` or
 produces and takes no stream, a processor takes and produces one, a sink
 takes one and returns anything else.  Every other parameter is a constant.
 
+An ``async def`` stage streams through ``AsyncIterable[X]`` (or
+``AsyncIterator[X]``) and yields as an async generator; an ``async def``
+sink is a coroutine function.
+
 Under ``@sf.map`` the first parameter is one item, and the return value the
-one output.  A class can be a stage: its ``__init__`` takes the constants,
+one output (awaited, for an ``async def``).  A class can be a stage: its ``__init__`` takes the constants,
 its ``__call__`` the stream (or the item), read as a function would be.
 """
 
@@ -17,6 +21,7 @@ import dataclasses
 import inspect
 import types
 import typing
+from collections import abc as cabc
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
@@ -43,6 +48,7 @@ class Signature:
     where: str
     per_item: bool = False  # one item in, one output out (``@sf.map``)
     factory: bool = False  # a class: one instance per worker, built with the constants
+    is_async: bool = False  # an ``async def``: runs on its worker's event loop
 
     def missing(self, bound: Mapping[str, Any]) -> list[str]:
         """Required constants not in ``bound``."""
@@ -65,6 +71,7 @@ def analyse(fn: Callable[..., Any], *, per_item: bool = False) -> Signature:
     params = list(inspect.signature(call).parameters.values())[1 if factory else 0 :]
     hints = _resolve_hints(call)
     positional = bool(params) and params[0].kind in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD)
+    is_async = inspect.iscoroutinefunction(call) or inspect.isasyncgenfunction(call)
     stream_param = None
     input_type: Any = None
     if per_item:
@@ -86,7 +93,13 @@ def analyse(fn: Callable[..., Any], *, per_item: bool = False) -> Signature:
     else:
         produces, item = stream_item(hints.get("return"), producer=True)
         if not output_annotated:
-            produces, item = inspect.isgeneratorfunction(call), None
+            produces, item = inspect.isgeneratorfunction(call) or inspect.isasyncgenfunction(call), None
+        _check_async(call, hints, stream_param, produces, is_async)
+    if per_item and inspect.isasyncgenfunction(call):
+        raise FlowTypeError(
+            f"@sf.map takes a function that returns one output per item; '{getattr(fn, '__qualname__', fn)}' "
+            f"({where(call)}) is an async generator: make it an @stage over AsyncIterable[X]"
+        )
     if factory:  # the constants are the constructor's
         params = list(inspect.signature(fn).parameters.values())
         hints = {**_resolve_hints(fn.__init__), **hints} if "__init__" in vars(fn) else hints
@@ -103,7 +116,32 @@ def analyse(fn: Callable[..., Any], *, per_item: bool = False) -> Signature:
         where=where(call),
         per_item=per_item,
         factory=factory,
+        is_async=is_async,
     )
+
+
+def _check_async(
+    call: Callable[..., Any], hints: Mapping[str, Any], stream: str | None, produces: bool, is_async: bool
+) -> None:
+    """Raise ``FlowTypeError`` where sync and async are mixed up in one stage's signature."""
+    name = getattr(call, "__qualname__", repr(call))
+    if stream is not None and stream in hints:
+        origin = typing.get_origin(hints[stream]) or hints[stream]
+        if is_async != (origin in (cabc.AsyncIterable, cabc.AsyncIterator)):
+            want = "AsyncIterable[X]" if is_async else "Iterable[X]"
+            raise FlowTypeError(
+                f"'{name}' ({where(call)}) is {'an async' if is_async else 'a sync'} function, so its "
+                f"stream parameter '{stream}' must be annotated {want}"
+            )
+    if produces and is_async and not inspect.isasyncgenfunction(call):
+        raise FlowTypeError(
+            f"'{name}' ({where(call)}) is a coroutine function annotated to return a stream; an async "
+            "stage produces its stream by yielding (an async generator)"
+        )
+    if produces and not is_async and "return" in hints:
+        origin = typing.get_origin(hints["return"]) or hints["return"]
+        if origin in (cabc.AsyncIterable, cabc.AsyncIterator, cabc.AsyncGenerator):
+            raise FlowTypeError(f"'{name}' ({where(call)}) returns an async stream, so it must be an async def")
 
 
 def _call_method(cls: type) -> Callable[..., Any]:

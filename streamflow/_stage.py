@@ -13,7 +13,7 @@ import importlib
 import inspect
 import typing
 import warnings
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from typing_extensions import Concatenate, Never, ParamSpec, Self, Unpack
@@ -68,7 +68,11 @@ class Stage(Generic[P, I, O]):
             raise FlowTypeError(f"@stage needs a function, got {type(fn).__name__}")
         options = options or StageOptions()
         _sig = _sig or analyse(fn)
-        options.check(options.name or str(getattr(fn, "__name__", type(fn).__name__)), _sig.kind)
+        options.check(
+            options.name or str(getattr(fn, "__name__", type(fn).__name__)),
+            _sig.kind,
+            async_map=_sig.per_item and _sig.is_async,
+        )
         object.__setattr__(self, "fn", fn)
         object.__setattr__(self, "_sig", _sig)
         object.__setattr__(self, "_options", options)
@@ -104,7 +108,9 @@ class Stage(Generic[P, I, O]):
 
     @property
     def packets_in_flight(self) -> int:
-        return 2 * self._options.workers if self._options.packets_in_flight is None else self._options.packets_in_flight
+        pif = self._options.resolved().packets_in_flight
+        assert pif is not None
+        return pif
 
     @property
     def max_message_size(self) -> int | None:
@@ -459,6 +465,14 @@ class _Sources(typing.Protocol[U_co]):
 
 class _Decorator(typing.Protocol):
     @overload
+    def __call__(self, fn: Callable[Concatenate[AsyncIterable[T], P], AsyncIterator[U]]) -> Processor[P, T, U]: ...
+    @overload
+    def __call__(self, fn: Callable[Concatenate[AsyncIterator[T], P], AsyncIterator[U]]) -> Processor[P, T, U]: ...
+    @overload
+    def __call__(self, fn: Callable[Concatenate[AsyncIterable[T], P], Coroutine[Any, Any, X]]) -> Sink[P, T, X]: ...
+    @overload
+    def __call__(self, fn: Callable[P, AsyncIterator[U]]) -> Source[P, U]: ...  # type: ignore[overload-overlap]
+    @overload
     def __call__(self, fn: Callable[P, _Processes[T, U]]) -> Processor[P, T, U]: ...  # type: ignore[overload-overlap]
     @overload
     def __call__(self, fn: Callable[P, _Sources[U]]) -> Source[P, U]: ...  # type: ignore[overload-overlap]
@@ -480,6 +494,14 @@ class _Decorator(typing.Protocol):
     def __call__(self, fn: Callable[P, Iterable[U]]) -> Source[P, U]: ...
 
 
+@overload
+def stage(fn: Callable[Concatenate[AsyncIterable[T], P], AsyncIterator[U]], /) -> Processor[P, T, U]: ...
+@overload
+def stage(fn: Callable[Concatenate[AsyncIterator[T], P], AsyncIterator[U]], /) -> Processor[P, T, U]: ...
+@overload
+def stage(fn: Callable[Concatenate[AsyncIterable[T], P], Coroutine[Any, Any, X]], /) -> Sink[P, T, X]: ...
+@overload
+def stage(fn: Callable[P, AsyncIterator[U]], /) -> Source[P, U]: ...  # type: ignore[overload-overlap]
 @overload
 def stage(fn: Callable[P, _Processes[T, U]], /) -> Processor[P, T, U]: ...  # type: ignore[overload-overlap]
 @overload

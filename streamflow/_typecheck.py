@@ -24,8 +24,8 @@ __all__ = ["TypeConflict", "element_type", "is_subtype", "show", "stream_item", 
 
 _NONE = type(None)
 _UNION_TYPES: tuple[Any, ...] = (Union, types.UnionType)
-_STREAM_ORIGINS = (cabc.Iterable, cabc.Iterator)
-_PRODUCER_ORIGINS = (cabc.Iterable, cabc.Iterator, cabc.Generator)
+_STREAM_ORIGINS = (cabc.Iterable, cabc.Iterator, cabc.AsyncIterable, cabc.AsyncIterator)
+_PRODUCER_ORIGINS = (*_STREAM_ORIGINS, cabc.Generator, cabc.AsyncGenerator)
 _NUMERIC_TOWER: dict[type, tuple[type, ...]] = {float: (int,), complex: (int, float)}
 
 # Containers whose element types may change under mutation (and everything
@@ -76,14 +76,17 @@ def show(hint: Any) -> str:
 def stream_item(hint: Any, *, producer: bool) -> tuple[bool, Any]:
     """Whether ``hint`` is a stream annotation, and its item type.
 
-    Consumers declare ``Iterable[X]`` or ``Iterator[X]``; producers may also
-    return ``Generator[X, ...]``.  A bare ``Iterable`` streams ``Any``.
+    Consumers declare ``Iterable[X]`` or ``Iterator[X]`` (``AsyncIterable[X]``
+    or ``AsyncIterator[X]`` for async stages); producers may also return
+    ``Generator[X, ...]`` (``AsyncGenerator[X, ...]``).  A bare ``Iterable``
+    streams ``Any``.
     """
     hint = _strip(hint)
     origins = _PRODUCER_ORIGINS if producer else _STREAM_ORIGINS
     origin = get_origin(hint) or hint
     if origin in origins or (
-        isinstance(origin, type) and origin in {typing.Iterable, typing.Iterator, typing.Generator}
+        isinstance(origin, type)
+        and origin in {typing.Iterable, typing.Iterator, typing.Generator, typing.AsyncIterable, typing.AsyncIterator}
     ):
         args = get_args(hint)
         return True, args[0] if args else Any

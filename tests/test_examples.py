@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+import streamflow as sf
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -49,3 +51,29 @@ def test_document_stream(opts: dict[str, Any]) -> None:
     assert len(hits) == 5
     assert all(hit.title.startswith("Astronomy") for hit in hits)
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+def test_api_fetch(opts: dict[str, Any]) -> None:
+    pytest.importorskip("aiohttp")
+    from examples import api_fetch
+
+    count = 120 if opts["backend"] != "ray" else 100
+    with pytest.warns(sf.FailuresWarning, match="'Fetch' skipped"):
+        summary = api_fetch.main(count=count, **opts)
+    missing = [i for i in range(count) if i % api_fetch.MISSING_EVERY == api_fetch.MISSING_EVERY - 1]
+    assert summary.products == count - len(missing)
+    assert sorted(f.item for f in summary.failures) == missing
+    assert all(isinstance(f.error, LookupError) for f in summary.failures)
+    assert sum(n for n, _ in summary.by_category.values()) == summary.products
+
+
+def test_api_fetch_times_out_the_stuck_request() -> None:
+    pytest.importorskip("aiohttp")
+    from examples import api_fetch
+
+    with pytest.warns(sf.FailuresWarning, match="'Fetch' skipped"):
+        summary = api_fetch.main(count=api_fetch.STUCK + 1, backend="thread")
+    (stuck,) = [f for f in summary.failures if f.item == api_fetch.STUCK]
+    assert isinstance(stuck.error, sf.ItemTimeout)
+    busy = [i for i in range(api_fetch.STUCK + 1) if i % api_fetch.BUSY_EVERY == 7]
+    assert busy and not any(f.item in busy for f in summary.failures)  # retried, not skipped

@@ -47,7 +47,7 @@ def _reject_order(plan: Plan, backend: str) -> None:
 
 def _reject_timeouts(plan: Plan, backend: str) -> None:
     for node in plan.nodes:
-        if node.options.timeout is not None:
+        if node.options.timeout is not None and not node.is_async:  # async calls are cancelled instead
             raise OptionError(
                 f"timeout={node.options.timeout:g} for stage '{node.name}' cannot be kept on the "
                 f"{backend} backend: it cannot stop a sync call that is running; use the process "

@@ -33,6 +33,7 @@ run was aborted: nothing on the edges wakes it there.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import queue
 import threading
@@ -42,7 +43,7 @@ from typing import Any, TypeVar
 from .._errors import ItemTimeout
 from .._failures import FailureEvent
 from .._plan import Node
-from .._transport import Aborted
+from .._transport import Aborted, Quiet
 from .._transport._serialize import PortableError
 from ._current import working_as
 from ._order import Numbered
@@ -93,9 +94,10 @@ class Loop:
                 if self._aborted():
                     raise Aborted() from None
 
-    async def pull(self, stream: Iterator[Any]) -> Any:
-        """The next item of ``stream`` (``_END`` at its end), pulled on the input thread."""
-        return await asyncio.wrap_future(self._pulls.submit(_pull, stream))
+    async def pull(self, stream: Iterator[Any], most: int = 1) -> list[Any]:
+        """The next item of ``stream``, and up to ``most - 1`` more that are there already,
+        pulled on the input thread (one hop for all); ``_END`` last at the stream's end."""
+        return await asyncio.wrap_future(self._pulls.submit(_pull, stream, most))
 
     def close(self, close: Callable[[], Any] | None = None) -> None:
         """Cancel every task on the loop and wait for them, call ``close()`` (an instance's,
@@ -117,11 +119,18 @@ class Loop:
             self._pulls.shutdown(wait=False)
 
 
-def _pull(stream: Iterator[Any]) -> Any:
+def _pull(stream: Any, most: int) -> list[Any]:
+    items: list[Any] = []
+    ready = getattr(stream, "next_within", None)  # none inline: upstream is a generator, not an edge
     try:
-        return next(stream)
+        items.append(next(stream))
+        while ready is not None and len(items) < most:
+            items.append(ready(0))
     except StopIteration:
-        return _END
+        items.append(_END)
+    except Quiet:
+        pass
+    return items
 
 
 async def _cancel_all() -> None:
@@ -216,7 +225,7 @@ class AsyncInput:
         if deadline is not None:
             deadline.pause()  # waiting for input is not the item's time
             await asyncio.sleep(0)  # a timeout that rang just now lands here, before the pull
-        item = await self._loop.pull(self._stream)
+        (item,) = await self._loop.pull(self._stream)
         if item is _END:
             raise StopAsyncIteration
         if deadline is not None:
@@ -314,7 +323,9 @@ class Calls:
         self._expected = 1  # the position whose output leaves next (ordered)
         self._sent = False  # an input was settled since the last call: free its room
         self._left = -1  # the seq of the output handed out last, to mark done once it has left
-        self._room: asyncio.Semaphore | None = None
+        self._free = node.options.concurrency  # calls that may start (the loop's to change)
+        self._roomy: asyncio.Event | None = None  # set when ``_free`` grew
+        self._freed: collections.deque[None] = collections.deque()  # rooms freed by this side
         self._starting = asyncio.run_coroutine_threadsafe(self._start(), loop.loop)
 
     def __iter__(self) -> Calls:
@@ -325,7 +336,10 @@ class Calls:
         while True:
             if self._sent:  # the output handed out last has left: its input's room is free
                 self._sent = False
-                self._loop.loop.call_soon_threadsafe(self._release)
+                freed = self._freed
+                freed.append(None)
+                if len(freed) == 1:  # else the wake-up on its way takes this one too
+                    self._loop.loop.call_soon_threadsafe(self._release)
                 if order is not None and self._left >= 0:
                     order.done(self._left)
                     self._left = -1
@@ -371,25 +385,43 @@ class Calls:
         return finished
 
     def _release(self) -> None:
-        assert self._room is not None
-        self._room.release()
+        """On the loop: take the rooms freed since the last time."""
+        assert self._roomy is not None
+        freed = self._freed
+        while True:
+            try:
+                freed.popleft()
+            except IndexError:
+                break
+            self._free += 1
+        self._roomy.set()
 
     async def _start(self) -> None:
-        """Start a call for each input while there is room; ``_END`` once every call has finished."""
-        self._room = room = asyncio.Semaphore(self._node.options.concurrency)
+        """Start a call for each input while there is room; ``_END`` once every call has finished.
+
+        Unordered, one pull takes as many inputs as are there and have room:
+        one hop to the input thread for all of them.
+        """
+        self._roomy = roomy = asyncio.Event()
         calls: set[asyncio.Task[None]] = set()
         position = 0
+        numbered = self._order
         try:
-            while True:
-                await room.acquire()
-                item = await self._loop.pull(self._stream)
-                if item is _END:
-                    break
-                position += 1
-                seq = -1 if self._order is None else self._order.seq
-                task = asyncio.ensure_future(self._attempt(_Call(item, position, seq)))
-                calls.add(task)
-                task.add_done_callback(calls.discard)
+            ended = False
+            while not ended:
+                while self._free == 0:
+                    roomy.clear()
+                    await roomy.wait()
+                for item in await self._loop.pull(self._stream, 1 if numbered else self._free):
+                    if item is _END:
+                        ended = True
+                        break
+                    self._free -= 1
+                    position += 1
+                    call = _Call(item, position, -1 if numbered is None else numbered.seq)
+                    task = asyncio.ensure_future(self._attempt(call))
+                    calls.add(task)
+                    task.add_done_callback(calls.discard)
             if calls:
                 await asyncio.wait(calls)
         except BaseException as exc:  # the input failed or was aborted: the worker raises it

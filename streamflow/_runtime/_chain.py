@@ -22,6 +22,7 @@ from typing import Any
 from .._failures import Failure, FailureEvent
 from .._options import RunConfig
 from .._plan import Node, Plan
+from ._async import Calls
 from ._body import Body
 from ._current import working_as
 from ._failure_log import FailureLog
@@ -93,7 +94,7 @@ class _Noted:
 
 
 def _note(error: BaseException, node: Node, input: _Noted | None) -> None:
-    if input is not None and input.count:
+    if input is not None and input.count and not (node.is_async and node.per_item):  # ``Calls`` names its own
         name_item(error, input.count, input.last)
     add_stage_note(error, node.name, 0, 1)
 
@@ -192,6 +193,9 @@ class Chained:
             with working_as(node, 0):
                 body = Body(node)
                 self._bodies.append(body)
+                if stream is not None and body.loop is not None and node.per_item:
+                    function, constants = body.per_item()
+                    return Calls(node, 0, function, dict(constants), stream, body.loop, self._record, _uncounted)
                 if stream is not None and node.kind == "processor" and node.options.has_policy:
                     if node.per_item:
                         return each_resilient(node, 0, body, stream, None, self._record, _uncounted)
@@ -207,5 +211,5 @@ class Chained:
         self._log.add(event)
 
 
-def _uncounted(what: str) -> None:
+def _uncounted(what: str, times: int = 1) -> None:
     """The inline backend keeps no statistics."""

@@ -88,8 +88,11 @@ class Engine:
     def replaceable(self, node: int) -> bool:
         """Whether a dead worker of ``node`` can be replaced: every edge it uses can be taken over."""
         job = self._jobs[node, 0]
-        if self._plan.nodes[node].in_caller or job.order is not None:
+        stage = self._plan.nodes[node]
+        if stage.in_caller or job.order is not None:
             return False  # an ordered stage's turn would wait for the dead worker's input forever
+        if stage.is_async and stage.options.concurrency > 1:
+            return False  # the inputs of its calls in flight are gone with it; one alone is retried
         return all(edge.recoverable for edge in job.inputs + job.outputs)
 
     def held(self, node: int, worker: int) -> Held | None:
@@ -154,8 +157,10 @@ def _turnstile(node: Node, backend: Backend) -> Turnstile:
     """The shared order of an ordered node's inputs, in memory and semaphores of ``backend``."""
     assert node.options.packets_in_flight is not None
     window = window_for(node.workers, node.options.packets_in_flight)
-    memory = backend.memory(Turnstile.size(node.workers, window), f"the order of stage '{node.name}'")
-    return Turnstile(node.workers, window, memory, backend.semaphore)
+    # An async map worker waits in two threads: its input's, and its own for the turn.
+    waiters = node.workers * (2 if node.is_async and node.per_item else 1)
+    memory = backend.memory(Turnstile.size(waiters, window), f"the order of stage '{node.name}'")
+    return Turnstile(waiters, window, memory, backend.semaphore)
 
 
 def _waker(backend: Backend) -> Callable[[], None]:

@@ -37,7 +37,7 @@ from typing import Any, Protocol
 from .._transport import Aborted, Receiver
 from .._transport._spin import spin_budget, wait
 
-__all__ = ["InOrder", "Turnstile", "window_for"]
+__all__ = ["InOrder", "Numbered", "Turnstile", "window_for"]
 
 _TURN, _NEXT, _END, _ABORT = 0, 1, 2, 3
 _WAITING = 4  # then one word a worker: the seq it waits for, or one of these
@@ -59,8 +59,10 @@ class Turnstile:
     """The order of one stage's inputs, shared by its workers; picklable to worker processes."""
 
     def __init__(self, workers: int, window: int, memory: Any, semaphore: Callable[[int], Lock]) -> None:
-        """``memory``: a buffer of ``Turnstile.size(workers, window)`` bytes (``.memory``);
-        ``semaphore(value)``: a semaphore every worker can use."""
+        """``workers``: the threads that may wait, numbered from 0 (one a worker, or two for
+        an async map stage's: its own and its input's); ``memory``: a buffer of
+        ``Turnstile.size(workers, window)`` bytes (``.memory``); ``semaphore(value)``: a
+        semaphore every worker can use."""
         self.workers = workers
         self.window = window
         self.buffer = memory
@@ -244,4 +246,52 @@ class InOrder:
         if self.seq >= 0:  # a worker that stops early (downstream closed, an error)
             self._turnstile.done(self.seq)
             self.seq = -1
+        self._receiver.finish()
+
+
+class Numbered:
+    """An async map stage's input, as one worker takes it: several inputs are in flight at once.
+
+    Pulled on the worker's input thread, each item comes with its number
+    (``seq``, read right after the pull); the worker's own thread waits for
+    each output's turn (``gate``) and marks its input done as it leaves.
+    """
+
+    __slots__ = ("_turnstile", "_worker", "_taker", "_receiver", "seq", "_open")
+
+    def __init__(self, turnstile: Turnstile, worker: int, workers: int, receiver: Receiver) -> None:
+        self._turnstile = turnstile
+        self._worker = worker
+        self._taker = workers + worker  # the input thread waits as a worker of its own
+        self._receiver = receiver
+        self.seq = -1
+        self._open: set[int] = set()  # taken, not done
+
+    def __iter__(self) -> Numbered:
+        return self
+
+    def __next__(self) -> Any:
+        self._receiver.release()
+        item, seq = self._turnstile.take(self._taker, self._receiver)
+        self._open.add(seq)
+        self.seq = seq
+        return item
+
+    def next_within(self, seconds: float) -> Any:
+        return next(self)
+
+    def release(self) -> None:
+        self._receiver.release()
+
+    def gate(self, seq: int) -> None:
+        self._turnstile.gate(self._worker, seq)
+
+    def done(self, seq: int) -> None:
+        self._open.discard(seq)
+        self._turnstile.done(seq)
+
+    def finish(self) -> None:
+        for seq in sorted(self._open):  # a worker that stops early lets the others go on
+            self._turnstile.done(seq)
+        self._open.clear()
         self._receiver.finish()

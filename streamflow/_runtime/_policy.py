@@ -38,7 +38,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._backends import Outcome
 from .._errors import ItemTimeout, OptionError, WorkerCrashed
@@ -47,7 +47,9 @@ from .._plan import Node
 from .._stats import OVERRUN_AT
 from .._text import short
 from .._transport._serialize import PortableError
-from ._body import Body
+
+if TYPE_CHECKING:
+    from ._body import Body
 
 __all__ = [
     "OVERRUN_GRACE", "Alarm", "Feed", "Resilient", "alarm_for", "crash_error", "each_resilient", "name_held", "name_item",
@@ -307,4 +309,6 @@ class Alarm:
 def alarm_for(node: Node, row: Any = None) -> Alarm | None:
     """The alarm that enforces ``node``'s ``timeout``, if it has one; ``row``: the worker's stats."""
     timeout = node.options.timeout
-    return None if timeout is None else Alarm(timeout, row)
+    if timeout is None or node.is_async:  # an async stage's calls are cancelled instead (``_async``)
+        return None
+    return Alarm(timeout, row)

@@ -16,7 +16,7 @@ result.  Under a failure policy the outputs come through ``Resilient``
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from time import perf_counter
 from typing import Any
 
@@ -27,10 +27,11 @@ from .._plan import Node
 from .._stats import ENDED, STARTED, StatsTable
 from .._transport import Aborted, DownstreamClosed, Receiver, Sender, Stop
 from .._transport._serialize import PortableError
+from ._async import Calls
 from ._body import Body
 from ._counters import Counters, counting
 from ._current import working_as
-from ._order import InOrder
+from ._order import InOrder, Numbered
 from ._policy import Alarm, Feed, Resilient, alarm_for, each_resilient, name_item
 from ._relay import relay_to
 
@@ -51,19 +52,25 @@ def run_job(job: Job, report: Report) -> None:
     if not row[STARTED]:  # a worker that replaces a dead one keeps its row's start
         row[STARTED] = perf_counter()
     counters = Counters(row)
+    calls = node.is_async and node.per_item  # several inputs in flight at once (``_async.Calls``)
     receiver = job.inputs[0].receiver(worker) if job.inputs else None
-    order = None if receiver is None or job.order is None else InOrder(job.order, worker, receiver)
+    order: InOrder | Numbered | None = None
+    if receiver is not None and job.order is not None:
+        order = Numbered(job.order, worker, node.workers, receiver) if calls else InOrder(job.order, worker, receiver)
     stream = None if receiver is None else _Counted(order or receiver, counters)
     body: Body | None = None
     alarm: Alarm | None = None
+    edges = job.inputs + job.outputs
     try:
         with counting(counters), working_as(node, worker):
             sender = job.outputs[0].sender(worker) if job.outputs else None
-            if sender is not None and order is not None:
+            if sender is not None and isinstance(order, InOrder):
                 sender = _Gated(sender, order)
-            body = Body(node)
+            body = Body(node, worker, lambda: any(edge.aborted() for edge in edges))
             if sender is None:
                 outcome.result = body.call(stream)  # a sink has run to completion
+            elif stream is not None and calls:
+                _pump(_calls(job, body, stream, order, counters, report), sender, counters)
             elif stream is not None and node.options.has_policy:
                 alarm = alarm_for(node, counters.row)
                 _pump(_resilient(job, body, stream, alarm, counters, report), sender, counters)
@@ -83,7 +90,7 @@ def run_job(job: Job, report: Report) -> None:
             )
         )
     except BaseException as exc:  # noqa: BLE001 - reported to the caller
-        if stream is not None and stream.last is not _NOTHING:
+        if stream is not None and stream.last is not _NOTHING and not calls:  # ``Calls`` names its own
             name_item(exc, counters.items_in, stream.last)
         outcome.error = PortableError(exc)
     finally:
@@ -103,6 +110,32 @@ def _resilient(
 ) -> Iterator[Any]:
     """``body``'s outputs under its node's failure policy, failures reported to the caller."""
 
+    def count(what: str) -> None:
+        setattr(counters, what, getattr(counters, what) + 1)
+
+    record = _recorder(report)
+    if job.node.per_item:
+        return each_resilient(job.node, job.worker, body, stream, alarm, record, count)
+    return Resilient(job.node, job.worker, body, Feed(stream, alarm), record, count)
+
+
+def _calls(
+    job: Job, body: Body, stream: _Counted, order: InOrder | Numbered | None, counters: Counters, report: Report
+) -> Iterator[Any]:
+    """An async map stage's outputs: its calls in flight on the worker's loop."""
+
+    def count(what: str, times: int) -> None:
+        setattr(counters, what, getattr(counters, what) + times)
+
+    assert body.loop is not None
+    function, constants = body.per_item()
+    assert not isinstance(order, InOrder)  # one turn a call, not one a worker
+    return Calls(job.node, job.worker, function, dict(constants), stream, body.loop, _recorder(report), count, order)
+
+
+def _recorder(report: Report) -> Callable[[FailureEvent], None]:
+    """Report a skipped item's failure to the caller."""
+
     def record(event: FailureEvent) -> None:
         try:
             report(event)
@@ -110,12 +143,7 @@ def _resilient(
             event.item = repr(event.item)
             report(event)
 
-    def count(what: str) -> None:
-        setattr(counters, what, getattr(counters, what) + 1)
-
-    if job.node.per_item:
-        return each_resilient(job.node, job.worker, body, stream, alarm, record, count)
-    return Resilient(job.node, job.worker, body, Feed(stream, alarm), record, count)
+    return record
 
 
 def _deliver(outcome: Outcome, node: Node, report: Report) -> None:
@@ -141,7 +169,7 @@ class _Counted:
 
     __slots__ = ("_receiver", "_counters", "last")
 
-    def __init__(self, receiver: Receiver | InOrder, counters: Counters) -> None:
+    def __init__(self, receiver: Receiver | InOrder | Numbered, counters: Counters) -> None:
         self._receiver = receiver
         self._counters = counters
         self.last: Any = _NOTHING

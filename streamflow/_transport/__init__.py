@@ -103,6 +103,9 @@ class Edge(Protocol):
     def abort(self) -> None:
         """Wake every waiter on the edge with ``Aborted``; safe from any thread."""
 
+    def aborted(self) -> bool:
+        """Whether ``abort()`` was called, from any worker (for waits the edge does not wake)."""
+
     def moved(self) -> int:
         """A count that changes whenever a packet is sent (for inactivity checks)."""
 

@@ -41,6 +41,7 @@ class LocalEdge(Unrecoverable):
         self._consumers_left = consumers
         self._lock = threading.Lock()  # taken only when a worker ends
         self._moved = 0  # packets sent; read by the inactivity watchdog
+        self._aborted = False
 
     def sender(self, endpoint: int) -> LocalSender:
         return LocalSender(self)
@@ -51,11 +52,15 @@ class LocalEdge(Unrecoverable):
     def moved(self) -> int:
         return self._moved
 
+    def aborted(self) -> bool:
+        return self._aborted
+
     def close(self) -> None:
         pass  # queues go with their last reference
 
     def abort(self) -> None:
         """Wake every waiter on this edge with ``Aborted``."""
+        self._aborted = True
         self._slots.put(_ABORT)
         self._items.put(_ABORT)
 

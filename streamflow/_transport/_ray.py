@@ -136,6 +136,9 @@ class _Edge:
         self._aborted = True
         self._notify()
 
+    def aborted(self) -> bool:
+        return self._aborted
+
     def moved(self) -> int:
         return self._moved
 
@@ -195,6 +198,9 @@ class _Hub:
     def abort(self, key: Key) -> None:
         self._edge(key).abort()
 
+    def aborted(self, key: Key) -> bool:
+        return self._edge(key).aborted()
+
     def moved(self, key: Key) -> int:
         return self._edge(key).moved()
 
@@ -246,6 +252,8 @@ class RayEdge(Unrecoverable):
         self._consumer_share = max(1, capacity // consumers)
         self._shared_buffer = shared_buffer
         self._reader = reader
+        self._asked = 0.0  # when the hub was last asked whether the edge was aborted
+        self._aborted = False
 
     def sender(self, endpoint: int) -> RaySender:
         return RaySender(self.hub, self.key, self.name, self._producer_share, endpoint, self._reader)
@@ -255,6 +263,14 @@ class RayEdge(Unrecoverable):
 
     def abort(self) -> None:
         self.hub.abort.remote(self.key)
+
+    def aborted(self) -> bool:
+        """Asked of the hub at most every ``_WAKE_EVERY`` seconds (only async stages ask, as they wait)."""
+        now = time.monotonic()
+        if now - self._asked >= _WAKE_EVERY:
+            self._asked = now
+            self._aborted = self._aborted or bool(_get(self.hub.aborted.remote(self.key)))
+        return self._aborted
 
     def moved(self) -> int:
         moved: int = _get(self.hub.moved.remote(self.key))

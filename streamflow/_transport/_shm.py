@@ -201,6 +201,9 @@ class ShmEdge:
     def moved(self) -> int:
         return int(self.ctrl[_MOVED])
 
+    def aborted(self) -> bool:
+        return bool(self.ctrl[_ABORT])
+
     def abort(self) -> None:
         """Wake every waiter on the edge with ``Aborted``; safe from any process."""
         self.ctrl[_ABORT] = 1
