@@ -469,3 +469,24 @@ def test_async_map_under_spawn(name: str) -> None:
 
 
 assert set(BACKENDS) >= {"inline", "thread", "warm", "fork"}
+
+
+def test_an_async_caller_runs_async_stages_while_its_loop_ticks(opts: dict[str, Any]) -> None:
+    async def main() -> tuple[int, int]:
+        ticks = 0
+        done = False
+
+        async def tick() -> None:
+            nonlocal ticks
+            while not done:
+                ticks += 1
+                await asyncio.sleep(0.001)
+
+        ticker = asyncio.ensure_future(tick())
+        total = await (anumbers(n=20) | jitter.options(concurrency=5) | asum).run_async(**opts)
+        done = True
+        await ticker
+        return total, ticks
+
+    total, ticks = asyncio.run(main())
+    assert total == sum(range(20)) and ticks > 1
