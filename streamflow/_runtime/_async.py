@@ -104,10 +104,9 @@ class Loop:
         awaited if it returns an awaitable; its errors are the worker's), and stop the loop."""
         try:
             if self._thread.is_alive():
-                try:
-                    self.run(_cancel_all())
-                except BaseException:  # noqa: BLE001 - aborted meanwhile: stop anyway
-                    pass
+                # Not ``run``: a torn-down run still gives the calls their ``finally`` blocks.
+                cancelling = asyncio.run_coroutine_threadsafe(_cancel_all(), self.loop)
+                concurrent.futures.wait([cancelling], _CANCEL_GRACE + 1)
                 if close is not None:
                     self.run(_closing(close))
         finally:
