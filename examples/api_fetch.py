@@ -71,11 +71,11 @@ class ProductAPI:
         try:
             self._loop.run_forever()
         finally:
-            self._loop.run_until_complete(runner.cleanup())
-            pending = asyncio.all_tasks(self._loop)  # the stuck request's handler
+            pending = asyncio.all_tasks(self._loop)  # the stuck request's handler, which cleanup would await
             for task in pending:
                 task.cancel()
             self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            self._loop.run_until_complete(runner.cleanup())
             self._loop.close()
 
     async def _product(self, request: web.Request) -> web.Response:
