@@ -11,7 +11,9 @@ for each packet first reserve a slot on the output edge, then resume the
 generator to build the packet (this is what makes a ``yield`` block until
 there is room), then send it.  A sink's return value is the worker's
 result.  Under a failure policy the outputs come through ``Resilient``
-(``_policy``).  It reports one ``Outcome`` and never raises.
+(``_policy``); an async stage's come from its worker's event loop, an
+async map stage's as its calls finish (``_async.Calls``).  It reports one
+``Outcome`` and never raises.
 """
 
 from __future__ import annotations
