@@ -109,7 +109,7 @@ async def flaky(x: int, marks: str = "") -> int:
 
 
 @sf.map
-async def hang_on(x: int, bad: int | None = None, marks: str = "") -> int:
+async def hang_on(x: int, bad: int | None = None, marks: str = "", cleanup: float = 0.1) -> int:
     """Hangs on ``bad`` (on every item if None) until cancelled; records the start and the
     cancel in ``marks``."""
     if bad is not None and x != bad:
@@ -118,7 +118,7 @@ async def hang_on(x: int, bad: int | None = None, marks: str = "") -> int:
     try:
         await asyncio.sleep(60)
     except asyncio.CancelledError:
-        await asyncio.sleep(0.1)  # a cleanup that awaits, as closing a connection does
+        await asyncio.sleep(cleanup)  # a cleanup that awaits, as closing a connection does
         (Path(marks) / f"cancelled-{x}").touch()
         raise
     return x
@@ -355,6 +355,17 @@ def test_an_error_elsewhere_cancels_the_calls_in_flight(opts: dict[str, Any], tm
     with pytest.raises(RuntimeError, match="the source failed"):
         flow.run(**opts, shutdown_timeout=10)
     assert sorted(p.name for p in tmp_path.glob("cancelled-*")) == [f"cancelled-{x}" for x in range(5)]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("name", ["thread", "fork"])
+def test_cancelled_calls_get_shutdown_timeout_to_clean_up(name: str, tmp_path: Path) -> None:
+    """A cleanup longer than the default 5 s completes when ``shutdown_timeout`` allows it."""
+    stage = hang_on(marks=str(tmp_path), cleanup=5.5).options(concurrency=2)
+    run = (numbers(n=2) | stage).start(**BACKENDS[name], shutdown_timeout=15)
+    _wait_for(tmp_path, "started-*", 2)
+    run.cancel()
+    assert sorted(p.name for p in tmp_path.glob("cancelled-*")) == ["cancelled-0", "cancelled-1"]
 
 
 def test_cancel_cancels_the_calls_in_flight(parallel_opts: dict[str, Any], tmp_path: Path) -> None:

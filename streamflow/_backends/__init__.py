@@ -77,6 +77,7 @@ class Job:
     main: Callable[[Job, Report], None]
     settings: Any = None  # what the runtime takes from the caller to the worker
     order: Any = None  # the stage's ``Turnstile``, if it is ordered and has several workers
+    grace: float = 5.0  # ``shutdown_timeout``: what a stopping async worker gives its calls in flight
 
     @property
     def label(self) -> str:

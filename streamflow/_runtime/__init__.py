@@ -32,7 +32,7 @@ def start(plan: Plan, config: RunConfig) -> Execution:
         _reject_order(plan, config.backend)
     if backend.runs_in_caller:
         return Chained(plan, config)
-    return Supervisor(plan, config, Engine(plan, backend(plan, config)))
+    return Supervisor(plan, config, Engine(plan, backend(plan, config), config.shutdown_timeout))
 
 
 def _reject_order(plan: Plan, backend: str) -> None:

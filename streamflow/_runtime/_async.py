@@ -54,17 +54,18 @@ __all__ = ["AsyncInput", "Calls", "Deadline", "Loop", "Steps"]
 T = TypeVar("T")
 
 _POLL = 0.05  # seconds between checks for an aborted run, while waiting on the loop
-_CANCEL_GRACE = 5.0  # seconds the cancelled tasks get to run their ``finally`` blocks
 _END: Any = object()  # the input stream ended
 
 
 class Loop:
     """One worker's event loop, in a thread of its own, and the thread its input is pulled on."""
 
-    def __init__(self, node: Node, worker: int, aborted: Callable[[], bool]) -> None:
-        """``aborted()``: whether the run is being torn down (checked while waiting)."""
+    def __init__(self, node: Node, worker: int, aborted: Callable[[], bool], grace: float) -> None:
+        """``aborted()``: whether the run is being torn down (checked while waiting);
+        ``grace``: seconds the calls cancelled as the worker stops get to finish (``shutdown_timeout``)."""
         self.loop = asyncio.new_event_loop()
         self._aborted = aborted
+        self._grace = grace
         self._pulls = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"streamflow-{node.name}-input")
         self._thread = threading.Thread(
             target=self._serve, args=(node, worker), name=f"streamflow-{node.name}-loop", daemon=True
@@ -105,13 +106,13 @@ class Loop:
         try:
             if self._thread.is_alive():
                 # Not ``run``: a torn-down run still gives the calls their ``finally`` blocks.
-                cancelling = asyncio.run_coroutine_threadsafe(_cancel_all(), self.loop)
-                concurrent.futures.wait([cancelling], _CANCEL_GRACE + 1)
+                cancelling = asyncio.run_coroutine_threadsafe(_cancel_all(self._grace), self.loop)
+                concurrent.futures.wait([cancelling], self._grace + _POLL)
                 if close is not None:
                     self.run(_closing(close))
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(_CANCEL_GRACE)
+            self._thread.join(self._grace + _POLL)
             if not self._thread.is_alive():
                 self.loop.close()
             # A pull still waiting for input ends with the stream, or as the run is torn down.
@@ -132,13 +133,13 @@ def _pull(stream: Any, most: int) -> list[Any]:
     return items
 
 
-async def _cancel_all() -> None:
+async def _cancel_all(grace: float) -> None:
     current = asyncio.current_task()
     tasks = [task for task in asyncio.all_tasks() if task is not current]
     for task in tasks:
         task.cancel()
     if tasks:
-        await asyncio.wait(tasks, timeout=_CANCEL_GRACE)
+        await asyncio.wait(tasks, timeout=grace)
     await asyncio.get_running_loop().shutdown_asyncgens()
 
 

@@ -25,13 +25,16 @@ class Body:
 
     __slots__ = ("_node", "_target", "_constants", "_instance", "loop")
 
-    def __init__(self, node: Node, worker: int = 0, aborted: Callable[[], bool] = lambda: False) -> None:
-        """``aborted()``: whether the run is being torn down (for an async stage's waits)."""
+    def __init__(
+        self, node: Node, worker: int = 0, aborted: Callable[[], bool] = lambda: False, grace: float = 5.0
+    ) -> None:
+        """For an async stage: ``aborted()`` says whether the run is being torn down (checked
+        while waiting), and ``grace`` is the seconds its cancelled calls get to finish."""
         self._node = node
         self._instance: Any = None
         self._target: Callable[..., Any] = node.function
         self._constants: Mapping[str, Any] = node.constants
-        self.loop = Loop(node, worker, aborted) if node.is_async else None
+        self.loop = Loop(node, worker, aborted, grace) if node.is_async else None
         if node.factory:
             self._instance = self._target = node.function(**node.constants)
             self._constants = {}

@@ -107,6 +107,7 @@ class Chained:
         self._finished = False
         self._outcome: tuple[list[Any], BaseException | None] | None = None
         self._log = FailureLog(plan, config.max_failures)
+        self._grace = config.shutdown_timeout
         self._bodies: list[Body] = []
         self._halt = _Halt()
         stream: _Noted | None = None
@@ -191,7 +192,7 @@ class Chained:
         """Start ``node`` on ``stream`` as its one worker would: its outputs, or a sink's value."""
         try:
             with working_as(node, 0):
-                body = Body(node)
+                body = Body(node, grace=self._grace)
                 self._bodies.append(body)
                 if stream is not None and body.loop is not None and node.per_item:
                     function, constants = body.per_item()

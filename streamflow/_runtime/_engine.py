@@ -39,8 +39,10 @@ __all__ = ["Engine"]
 class Engine:
     """A plan's edges, statistics and workers on one backend."""
 
-    def __init__(self, plan: Plan, backend: Backend) -> None:
+    def __init__(self, plan: Plan, backend: Backend, grace: float = 5.0) -> None:
+        """``grace``: the run's ``shutdown_timeout``, for the workers' own clean-up."""
         self._plan = plan
+        self._grace = grace
         self._backend = backend
         self._edges: list[Edge] = []
         self._memory: Memory | None = None
@@ -80,6 +82,7 @@ class Engine:
                     main=run_job,
                     settings=settings,
                     order=self._turnstiles.get(node.index),
+                    grace=self._grace,
                 )
                 self._jobs[node.index, worker] = job
                 check_interrupt()

@@ -68,7 +68,7 @@ def run_job(job: Job, report: Report) -> None:
             sender = job.outputs[0].sender(worker) if job.outputs else None
             if sender is not None and isinstance(order, InOrder):
                 sender = _Gated(sender, order)
-            body = Body(node, worker, lambda: any(edge.aborted() for edge in edges))
+            body = Body(node, worker, lambda: any(edge.aborted() for edge in edges), job.grace)
             if sender is None:
                 outcome.result = body.call(stream)  # a sink has run to completion
             elif stream is not None and calls:
