@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 import threading
 import time
 import warnings
@@ -361,6 +362,71 @@ def test_timeout_does_not_count_time_blocked_downstream(name: str, request: pyte
     opts = _opts(request, name)
     stage = double.options(timeout=0.2, packets_in_flight=1)
     assert (range(10) | stage | slow_sink).run(**opts) == 10
+
+
+def _run_for(alarm: Any, seconds: float) -> float:
+    """Seconds the stage's code ran (in ``sleep``s of 10 ms) before ``seconds`` or its timeout."""
+    started = time.perf_counter()
+    alarm.start()
+    try:
+        while time.perf_counter() - started < seconds:
+            time.sleep(0.01)
+    finally:
+        alarm.stop()
+    return time.perf_counter() - started
+
+
+def test_timeout_costs_no_system_call_an_item(monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamflow._runtime._policy import Alarm
+
+    calls = []
+    setitimer = signal.setitimer
+    monkeypatch.setattr(signal, "setitimer", lambda *args: calls.append(args) or setitimer(*args))
+    alarm = Alarm(10.0, None)
+    try:
+        for _ in range(1000):
+            alarm.renew()
+            alarm.start()
+            alarm.stop()
+    finally:
+        alarm.close()
+    assert len(calls) == 2  # set once, cleared at the end
+
+
+def test_timeout_counts_only_the_items_own_time() -> None:
+    from streamflow._runtime._policy import Alarm
+
+    alarm = Alarm(0.3, None)
+    try:
+        alarm.renew()
+        _run_for(alarm, 0.2)
+        time.sleep(0.3)  # waiting for input: the clock is stopped
+        _run_for(alarm, 0.05)
+        alarm.renew()
+        _run_for(alarm, 0.2)  # a new item: the timer set for the last one rings early, and is set again
+        with pytest.raises(sf.ItemTimeout):
+            alarm.renew()
+            _run_for(alarm, 5.0)
+    finally:
+        alarm.close()
+
+
+def test_timeout_rings_at_the_items_deadline_not_before() -> None:
+    from streamflow._runtime._policy import Alarm
+
+    alarm = Alarm(0.3, None)
+    try:
+        alarm.renew()
+        _run_for(alarm, 0.2)
+        alarm.renew()
+        started = time.perf_counter()
+        with pytest.raises(sf.ItemTimeout):
+            _run_for(alarm, 5.0)
+        assert 0.3 <= time.perf_counter() - started < 1.3
+        alarm.renew()
+        assert _run_for(alarm, 0.1) >= 0.1  # the next item starts afresh
+    finally:
+        alarm.close()
 
 
 @pytest.mark.parametrize("backend", ["thread", "inline"])

@@ -47,7 +47,7 @@ __all__ = ["ShmEdge"]
 DEFAULT_SLOT = 64 * 1024
 _dumps, _loads = pickle.dumps, pickle.loads
 _ABORT, _CLOSED, _PRODUCERS, _CONSUMERS = 0, 1, 2, 3
-_FREE_HEAD, _FREE_TAIL, _READY_HEAD, _READY_TAIL, _MOVED, _END = 4, 5, 6, 7, 8, 9
+_FREE_HEAD, _FREE_TAIL, _READY_HEAD, _READY_TAIL, _MOVED, _END, _RECEIVED = 4, 5, 6, 7, 8, 9, 10
 _QUEUES = 16  # first index of the free queue
 _PAGE = mmap.PAGESIZE
 _OVERFLOW = 1
@@ -84,7 +84,7 @@ class ShmEdge:
         ``None``: ``STREAMFLOW_SPIN_US`` as set in this process, or the default).
         ``recoverable``: a new worker can take over the end of one that died
         (``held``, ``again``); the edge then keeps, per worker, the slot it
-        holds, and uses its index queues even for one producer and one consumer.
+        holds or has reserved, and in ring mode how far the consumer has read.
         Raises ``OptionError`` for a bad spin budget."""
         self.spin = spin_budget(spin)  # nanoseconds; travels to the workers inside the edge
         self.name = name
@@ -117,7 +117,7 @@ class ShmEdge:
         self.free = Semaphore(capacity, prefix=prefix, inherited=forked)
         self.ready = Semaphore(0, prefix=prefix, inherited=forked)
         many = producers > 1 or consumers > 1
-        self.ring = not many and not recoverable
+        self.ring = not many
         # Producers move FREE_HEAD and READY_TAIL, consumers FREE_TAIL and
         # READY_HEAD: a side needs a lock only when several workers share it.
         self.producer_lock = Semaphore(1, maxvalue=1, prefix=prefix, inherited=forked) if producers > 1 else None
@@ -128,6 +128,8 @@ class ShmEdge:
         ctrl[_PRODUCERS] = producers
         ctrl[_CONSUMERS] = consumers
         ctrl[_END] = -1  # ring mode: packets sent in all, once the producer closed
+        # Ring mode: packets sent so far (``_MOVED``) and, on a recoverable edge,
+        # received so far (``_RECEIVED``): where a new worker's end goes on from.
         for index in range(capacity):
             ctrl[_QUEUES + index] = index
         ctrl[_FREE_TAIL] = capacity
@@ -260,8 +262,8 @@ class ShmSender:
         self._checks_main = edge.reader.checks_main
         self._index = -1
         self._ring = edge.ring
-        self._next = 0  # ring mode: the slot to fill next
-        self._sent = 0
+        self._sent = int(self._ctrl[_MOVED]) if edge.ring else 0  # nonzero for a replacement
+        self._next = self._sent % self._capacity  # ring mode: the slot to fill next
         self._overflow = _Overflow(edge)
         self._spin = edge.spin
         self._spinning = True
@@ -281,6 +283,8 @@ class ShmSender:
         if self._ring:
             self._index = index = self._next
             self._next = (index + 1) % self._capacity
+            if self._reserved_at >= 0:
+                ctrl[self._reserved_at] = index
             return
         lock = self._free_lock
         if lock is not None:
@@ -295,6 +299,8 @@ class ShmSender:
 
     def unreserve(self) -> None:
         if self._ring:
+            if self._reserved_at >= 0:
+                self._ctrl[self._reserved_at] = -1
             self._next = self._index  # the slot stays next in line
             self._edge.free.release()
         else:
@@ -324,11 +330,11 @@ class ShmSender:
     def _post(self) -> None:
         """Hand the reserved slot to the consumers."""
         ctrl = self._ctrl
+        if self._reserved_at >= 0:
+            ctrl[self._reserved_at] = -1  # dying from here on loses the slot, never doubles it
         if self._ring:
             ctrl[_MOVED] = self._sent
         else:
-            if self._reserved_at >= 0:
-                ctrl[self._reserved_at] = -1  # dying from here on loses the slot, never doubles it
             lock = self._ready_lock
             if lock is not None:
                 lock.acquire()
@@ -412,8 +418,8 @@ class ShmReceiver:
         self._finished = False
         self._copy = not edge.shared_buffer
         self._ring = edge.ring
-        self._next = 0
-        self._received = 0
+        self._received = int(self._ctrl[_RECEIVED]) if edge.ring else 0  # nonzero for a replacement
+        self._next = self._received % self._capacity  # ring mode: the slot to read next
         self._overflow = _Overflow(edge)
         self._spin = edge.spin
         self._spinning = True
@@ -430,11 +436,11 @@ class ShmReceiver:
         if held < 0:
             return
         self._held = -1
+        if self._held_at >= 0:
+            self._forget_held()
         if self._ring:
             self._free_release()
             return
-        if self._held_at >= 0:
-            self._forget_held()
         ctrl = self._ctrl
         lock = self._free_lock
         if lock is not None:
@@ -477,6 +483,9 @@ class ShmReceiver:
             self._received += 1
             index = self._next
             self._next = (index + 1) % self._capacity
+            if self._held_at >= 0:
+                ctrl[_RECEIVED] = self._received
+                ctrl[self._held_at] = index
             return self._decode(index)
         lock = self._ready_lock
         if lock is not None:
@@ -513,11 +522,11 @@ class ShmReceiver:
         self._overflow.close()
         edge = self._edge
         if self._held >= 0:
+            if self._held_at >= 0:
+                self._forget_held()
             if self._ring:
                 edge.free.release()
             else:
-                if self._held_at >= 0:
-                    self._forget_held()
                 _release(edge, self._held)
             self._held = -1
         if self._ended:
