@@ -24,7 +24,7 @@ Workloads (each on the thread backend and on processes under fork and spawn):
 - rss: peak resident memory of caller and workers over many small messages;
 - policy: a map stage's cost per message with a failure policy set that
   never acts (skip, retries, timeout) against none, and the time a run
-  loses when a worker is killed and replaced;
+  loses when a worker is killed and replaced (on Ray too, in the ray rows);
 - ordered: ``ordered=True`` against unordered with 2 workers (small
   messages, and about 200 us of work each); batch: the latency from an
   item's arrival to its batch's emission under ``max_wait`` with a slow source;
@@ -631,6 +631,15 @@ def _ray(settings: Settings) -> Iterator[Row]:
             return (time.perf_counter() - began) * 1e3
 
         yield Row("ray", "startup 3 stages", "ms", _best(settings.repeats, startup))
+        # A policy that retries or skips makes the stage's workers replaceable: one item a request.
+        costs = policies.per_message({"backend": "ray"}, n // 4, settings.repeats)
+        plain = costs.pop("none")
+        yield Row("ray", "policy none", "us/msg", plain)
+        for name, cost in costs.items():
+            yield Row("ray", f"policy {name}", "us/msg", cost, note=f"{cost / plain - 1:+.0%} against none")
+        clean, crashed = policies.replacement({"backend": "ray"}, n // 4, settings.repeats)
+        yield Row("ray", "replace a killed worker", "ms", (crashed - clean) * 1e3,
+                  note=f"run with a kill {crashed * 1e3:.0f} ms, without {clean * 1e3:.0f} ms")
     finally:
         if started:
             ray.shutdown()

@@ -57,7 +57,13 @@ class Link:
     capacity: int  # packets_in_flight of the producer
     max_message_size: int | None
     shared_buffer: bool
-    recoverable: bool = False  # a worker at either end is replaced if it dies: its ends can be taken over
+    producer_replaced: bool = False  # a producer worker that dies is replaced (its policy retries or skips)
+    consumer_replaced: bool = False  # the same for a consumer worker
+
+    @property
+    def recoverable(self) -> bool:
+        """Whether the workers at either end may be replaced: their ends must be taken over."""
+        return self.producer_replaced or self.consumer_replaced
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,8 +136,8 @@ def build_plan(stages: Sequence[Planned]) -> Plan:
                     capacity=options.packets_in_flight,
                     max_message_size=options.max_message_size,
                     shared_buffer=options.shared_buffer,
-                    recoverable=options.replaces_crashed
-                    or (index < last and stages[index + 1].run_options.replaces_crashed),
+                    producer_replaced=options.replaces_crashed,
+                    consumer_replaced=index < last and stages[index + 1].run_options.replaces_crashed,
                 )
             )
     return Plan(tuple(nodes), tuple(links))

@@ -25,8 +25,12 @@ except ImportError:  # the ray extra is not installed: its tests are not collect
 else:
     BACKENDS["ray"] = {"backend": "ray"}
 PARALLEL = [name for name in BACKENDS if name != "inline"]
-# Process-only tests also run under spawn (a fresh interpreter a worker).
-PROCESS_BACKENDS = {**BACKENDS, "spawn": {"backend": "process", "start_method": "spawn"}}
+# Process-only tests also run under spawn and forkserver (a worker imports its stages afresh).
+PROCESS_BACKENDS = {
+    **BACKENDS,
+    "spawn": {"backend": "process", "start_method": "spawn"},
+    "forkserver": {"backend": "process", "start_method": "forkserver"},
+}
 PROCESS = ["warm", "fork", "spawn"]
 
 # Long-lived helpers that are not a run's to clean up: multiprocessing's

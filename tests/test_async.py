@@ -454,8 +454,8 @@ def test_timeout_on_sync_stages_still_needs_a_stopping_backend() -> None:
     assert (numbers(n=2) | adouble.options(timeout=1)).run(backend="thread") == [0, 2]
 
 
-@pytest.mark.parametrize("name", ["spawn"])
-def test_async_map_under_spawn(name: str) -> None:
+@pytest.mark.parametrize("name", ["spawn", "forkserver"])
+def test_async_map_under_spawn_and_forkserver(name: str) -> None:
     opts = PROCESS_BACKENDS[name]
     assert sorted((numbers(n=30) | adouble.options(concurrency=5, workers=2)).run(**opts)) == [
         2 * x for x in range(30)

@@ -481,7 +481,7 @@ def test_failures_pickle() -> None:
 
 
 def _opts(request: pytest.FixtureRequest, name: str) -> dict[str, Any]:
-    if name == "spawn":
+    if name in ("spawn", "forkserver"):
         return dict(PROCESS_BACKENDS[name])
     from .conftest import _backend
 
@@ -490,7 +490,9 @@ def _opts(request: pytest.FixtureRequest, name: str) -> dict[str, Any]:
 
 # -- workers that die ---------------------------------------------------------------------------
 
-RECOVERING = [name for name, o in PROCESS_BACKENDS.items() if o["backend"] == "process"]
+RECOVERING = [name for name, o in PROCESS_BACKENDS.items() if o["backend"] == "process"] + [
+    name for name in BACKENDS if name == "ray"
+]
 
 
 @sf.map
@@ -627,9 +629,3 @@ def test_an_item_stuck_past_its_timeout_in_native_code_ends_its_worker(
     assert "could not be interrupted" in str(failure.error)  # ended by the supervisor, and replaced
 
 
-@pytest.mark.skipif("ray" not in BACKENDS, reason="the ray extra is not installed")
-def test_on_ray_a_dead_worker_ends_the_run_even_under_a_policy(request: pytest.FixtureRequest) -> None:
-    opts = _opts(request, "ray")
-    stage = dies_on(bad=frozenset({3})).options(on_error="skip")
-    with pytest.raises(sf.WorkerCrashed):
-        (range(10) | stage | collect).run(**opts)

@@ -86,6 +86,17 @@ def test_ordered_map_stage_with_random_delays(backend: str, request: pytest.Fixt
     assert (range(120) | stage | collect).run(**options) == [x * x for x in range(120)]
 
 
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_ordered_under_spawn_and_forkserver(method: str) -> None:
+    """The turnstile travels to workers that import their stages afresh."""
+    options = {"backend": "process", "start_method": method}
+    items, outputs, bad = list(range(60)), (0, 1, 3), frozenset({7, 31})
+    stage = fan(outputs=outputs, delays=(0.0, 0.002, 0.001), bad=bad).options(workers=3, ordered=True, on_error="skip")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sf.FailuresWarning)
+        assert (items | stage | collect).run(**options) == _expected(items, outputs, bad)
+
+
 @sf.map
 def sleepy_square(x: int) -> int:
     time.sleep(random.random() * 0.003)

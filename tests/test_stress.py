@@ -19,6 +19,8 @@ import pytest
 
 import streamflow as sf
 
+from .conftest import BACKENDS, _backend
+
 pytestmark = [pytest.mark.stress, pytest.mark.timeout(120)]
 
 RUNS = int(os.environ.get("STREAMFLOW_STRESS_RUNS", "240"))
@@ -196,9 +198,22 @@ def _apply(values: list[int], op: str, arg: int) -> list[int]:
 @pytest.mark.parametrize("seed", range(POLICY_RUNS))
 def test_random_flow_with_failure_policies(seed: int, tmp_path: Any) -> None:
     """Every item is accounted for: delivered, or listed in ``Run.failures`` once."""
+    _policy_scenario(seed, dict(SETUPS[seed % len(SETUPS)]), tmp_path)
+
+
+RAY_POLICY_RUNS = int(os.environ.get("STREAMFLOW_RAY_POLICY_RUNS", "60"))
+
+
+@pytest.mark.skipif("ray" not in BACKENDS, reason="the ray extra is not installed")
+@pytest.mark.parametrize("seed", range(RAY_POLICY_RUNS))
+def test_random_flow_with_failure_policies_on_ray(seed: int, tmp_path: Any, request: pytest.FixtureRequest) -> None:
+    """The same on Ray, whose dead workers are replaced through the hub."""
+    _policy_scenario(seed, _backend(request, "ray"), tmp_path)
+
+
+def _policy_scenario(seed: int, setup: dict[str, Any], tmp_path: Any) -> None:
     rnd = random.Random(10_000 + seed)
-    setup = dict(SETUPS[seed % len(SETUPS)])
-    process = setup["backend"] == "process"
+    process = setup["backend"] in ("process", "ray")  # workers can die alone
     values = rnd.sample(range(997), rnd.randrange(0, 200))
     ops = [rnd.choice([("map", rnd.randint(1, 9)), ("filter", rnd.randint(2, 4)), ("flat", rnd.randint(0, 2))]) for _ in range(rnd.randint(1, 3))]
     where = rnd.randrange(len(ops))

@@ -59,8 +59,10 @@ def _run_job(shipped: bytes, events: Any, run: str) -> tuple[bytes, bytes]:
     """A worker: run the job in this Ray worker process, reporting to ``events``."""
     job: Job = pickle.loads(shipped)
     local = LocalBuffer(len(job.stats.memory))
-    job = dataclasses.replace(job, stats=local)
     start = job.row * _ROW_BYTES
+    # A worker that replaces a dead one goes on from its counters, as the caller last saw them.
+    local.memory[start : start + _ROW_BYTES] = job.stats.memory[start : start + _ROW_BYTES]
+    job = dataclasses.replace(job, stats=local)
     ended: list[bytes] = []
 
     def report(event: Any) -> None:
@@ -137,6 +139,8 @@ class RayBackend:
             consumers=link.consumers,
             shared_buffer=link.shared_buffer,
             reader=Reader.CALLER if link.consumer is None else Reader.FRESH,
+            producers_replaced=link.producer_replaced,
+            consumers_replaced=link.consumer_replaced,
         )
 
     def memory(self, size: int, what: str) -> LocalBuffer:

@@ -27,7 +27,7 @@ from .._failures import FailureEvent
 from .._errors import UnpicklableMessage, WorkerCrashed
 from .._plan import Node
 from .._stats import ENDED, STARTED, StatsTable
-from .._transport import Aborted, DownstreamClosed, Receiver, Sender, Stop
+from .._transport import Aborted, DownstreamClosed, Receiver, Sender, Stop, carry
 from .._transport._serialize import PortableError
 from ._async import Calls
 from ._body import Body
@@ -66,6 +66,8 @@ def run_job(job: Job, report: Report) -> None:
     try:
         with counting(counters), working_as(node, worker):
             sender = job.outputs[0].sender(worker) if job.outputs else None
+            if sender is not None and receiver is not None:
+                carry(receiver, sender)
             if sender is not None and isinstance(order, InOrder):
                 sender = _Gated(sender, order)
             body = Body(node, worker, lambda: any(edge.aborted() for edge in edges), job.grace)

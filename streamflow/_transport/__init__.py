@@ -17,7 +17,9 @@ import dataclasses
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-__all__ = ["Aborted", "DownstreamClosed", "Edge", "Held", "Receiver", "Quiet", "Sender", "Stop", "Unrecoverable"]
+__all__ = [
+    "Aborted", "DownstreamClosed", "Edge", "Held", "Receiver", "Quiet", "Sender", "Stop", "Unrecoverable", "carry",
+]
 
 
 class Stop(BaseException):
@@ -123,8 +125,7 @@ class Edge(Protocol):
 class Unrecoverable:
     """Edges whose ends cannot be taken over: the workers on them are not replaced.
 
-    Threads cannot die alone; Ray workers hold packets the hub hands out in
-    batches, not one a worker.
+    Threads cannot die alone.
     """
 
     recoverable = False
@@ -134,3 +135,16 @@ class Unrecoverable:
 
     def again(self, endpoint: int, attempts: int) -> None:
         raise NotImplementedError("this edge cannot hand a packet to a new worker")
+
+
+def carry(receiver: Receiver, sender: Sender) -> None:
+    """Pair one worker's input and output ends, on edges that need it.
+
+    Where sending is asynchronous (Ray's hub), a receiver whose worker may
+    be replaced sends what ``sender`` has built along with each request for
+    input, so that no input counts as done before its outputs are in.  On
+    the other edges a sent packet is in the edge already: nothing to pair.
+    """
+    pair = getattr(receiver, "carry", None)
+    if pair is not None:
+        pair(sender)

@@ -12,6 +12,16 @@ go through Ray's object store without extra copies.  ``packets_in_flight``
 is exact across every producer of an edge: the hub owns the one free-slot
 count they all reserve from, and a consumer's ``next`` call returns its
 previous slots.
+
+On a ``recoverable`` edge a new worker can take over the end of one that
+died (``held``, ``again``).  A consumer whose worker may be replaced takes
+its packets one at a time, and the hub records the one it holds; with each
+request it carries what its worker's output end built since the last
+(``carry``), so that no input counts as done before its outputs are in
+the hub.  A producer whose worker may be replaced sends synchronously,
+and the hub counts the slots it has reserved, to free them if it dies.
+That costs a round trip to the hub an item (about a millisecond on one
+machine): fine for the work Ray is for, dear for tiny items.
 """
 
 from __future__ import annotations
@@ -25,7 +35,7 @@ from typing import Any
 
 import ray
 
-from . import Aborted, DownstreamClosed, Quiet, Unrecoverable
+from . import Aborted, DownstreamClosed, Held, Quiet, Sender
 from ._serialize import Reader, dumps_message, loads
 
 __all__ = ["RayEdge", "RayReceiver", "RaySender", "hub", "session_actor"]
@@ -56,12 +66,19 @@ class _Edge:
         self._expected: dict[Any, int] = {}
         self._early: dict[tuple[Any, int], list[Any]] = {}
         self._totals: dict[Any, int] = {}
+        # Taking over the ends of dead workers: the packet each consumer that
+        # may be replaced holds, failed attempts at it, the consumers to hand
+        # theirs out again; the slots each producer reserved and did not fill.
+        self._holding: dict[int, list[Any]] = {}
+        self._attempts: dict[int, int] = {}
+        self._replay: set[int] = set()
+        self._credit: dict[Any, int] = {}
 
     def _notify(self) -> None:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    async def reserve(self, most: int) -> tuple[int, int]:
+    async def reserve(self, producer: Any, most: int) -> tuple[int, int]:
         """Wait for a free slot; take up to ``most`` of the free ones."""
         while not (self._aborted or self._closed) and self._free == 0:
             await self._changed.wait()
@@ -71,13 +88,23 @@ class _Edge:
             return _CLOSED, 0
         taken = min(most, self._free)
         self._free -= taken
+        self._credit[producer] = self._credit.get(producer, 0) + taken
         return _OK, taken
 
-    def unreserve(self, count: int) -> None:
+    def unreserve(self, producer: Any, count: int) -> None:
         self._free += count
+        self._credit[producer] = self._credit.get(producer, 0) - count
         self._notify()
 
+    def take_over(self, producer: Any) -> int:
+        """A new worker in place of ``producer``'s dead one: free the slots it reserved and did
+        not fill; the number of its next packet (the new worker goes on counting from there)."""
+        self._free += self._credit.pop(producer, 0)
+        self._notify()
+        return self._expected.get(producer, 0)
+
     def send(self, producer: Any, boxes: list[tuple[int, list[Any]]]) -> None:
+        self._credit[producer] = self._credit.get(producer, 0) - len(boxes)
         for number, box in boxes:
             self._early[producer, number] = box
         expected = self._expected.get(producer, 0)
@@ -101,9 +128,19 @@ class _Edge:
             if self._producers == 0:
                 self._ended = True
 
-    async def next(self, release: int, most: int, within: float | None = None) -> tuple[int, list[Any]]:
+    async def next(
+        self, release: int, most: int, within: float | None = None, holder: int | None = None
+    ) -> tuple[int, list[Any]]:
         """Free ``release`` slots, wait for a packet (at most ``within`` seconds: else
-        ``_QUIET``), take up to ``most`` of those waiting."""
+        ``_QUIET``), take up to ``most`` of those waiting.  ``holder``: the consumer, if its
+        worker may be replaced (it takes one packet at a time, and the hub records it)."""
+        if holder is not None:
+            if holder in self._replay:  # a new worker takes its dead predecessor's packet first
+                self._replay.discard(holder)
+                return _OK, [self._holding[holder]]
+            if release:
+                self._holding.pop(holder, None)
+                self._attempts.pop(holder, None)
         if release:
             self._free += release
             self._notify()
@@ -120,10 +157,31 @@ class _Edge:
             return _ABORTED, []
         if self._items:
             count = min(most, len(self._items))
-            return _OK, [self._items.popleft() for _ in range(count)]
+            boxes = [self._items.popleft() for _ in range(count)]
+            if holder is not None:
+                self._holding[holder] = boxes[-1]
+            return _OK, boxes
         return _CLOSED, []  # the end of the stream
 
-    def consumer_done(self, release: int, ended: bool) -> None:
+    def held(self, holder: int) -> tuple[list[Any], int] | None:
+        """The packet consumer ``holder`` holds (its worker died), and failed attempts at it."""
+        box = self._holding.get(holder)
+        return None if box is None else (box, self._attempts.get(holder, 0))
+
+    def again(self, holder: int, attempts: int) -> None:
+        """Hand ``holder``'s packet to its next worker first (``attempts`` > 0), or free it."""
+        if attempts > 0:
+            self._attempts[holder] = attempts
+            self._replay.add(holder)
+        elif self._holding.pop(holder, None) is not None:
+            self._attempts.pop(holder, None)
+            self._free += 1
+            self._notify()
+
+    def consumer_done(self, release: int, ended: bool, holder: int | None = None) -> None:
+        if holder is not None and release:
+            self._holding.pop(holder, None)
+            self._attempts.pop(holder, None)
         if release:
             self._free += release
         if not ended:
@@ -154,6 +212,7 @@ def _get(ref: Any) -> Any:
 
 
 Key = tuple[str, int]  # (run, edge)
+Outgoing = tuple[Key, Any, list[tuple[int, list[Any]]]]  # packets a producer sends along with a request
 
 
 class _Hub:
@@ -177,11 +236,14 @@ class _Hub:
     def close(self, key: Key) -> None:
         self._edges.pop(key, self._gone).abort()  # anyone still waiting on it wakes
 
-    async def reserve(self, key: Key, most: int) -> tuple[int, int]:
-        return await self._edge(key).reserve(most)
+    async def reserve(self, key: Key, producer: Any, most: int) -> tuple[int, int]:
+        return await self._edge(key).reserve(producer, most)
 
-    def unreserve(self, key: Key, count: int) -> None:
-        self._edge(key).unreserve(count)
+    def unreserve(self, key: Key, producer: Any, count: int) -> None:
+        self._edge(key).unreserve(producer, count)
+
+    def take_over(self, key: Key, producer: Any) -> int:
+        return self._edge(key).take_over(producer)
 
     def send(self, key: Key, producer: Any, boxes: list[tuple[int, list[Any]]]) -> None:
         self._edge(key).send(producer, boxes)
@@ -189,11 +251,29 @@ class _Hub:
     def producer_done(self, key: Key, producer: Any, total: int) -> None:
         self._edge(key).producer_done(producer, total)
 
-    async def next(self, key: Key, release: int, most: int, within: float | None = None) -> tuple[int, list[Any]]:
-        return await self._edge(key).next(release, most, within)
+    async def next(
+        self,
+        key: Key,
+        release: int,
+        most: int,
+        within: float | None = None,
+        holder: int | None = None,
+        outgoing: Outgoing | None = None,
+    ) -> tuple[int, list[Any]]:
+        """``_Edge.next``, after the packets in ``outgoing`` are in their own edge."""
+        if outgoing is not None:
+            out_key, producer, boxes = outgoing
+            self._edge(out_key).send(producer, boxes)
+        return await self._edge(key).next(release, most, within, holder)
 
-    def consumer_done(self, key: Key, release: int, ended: bool) -> None:
-        self._edge(key).consumer_done(release, ended)
+    def held(self, key: Key, holder: int) -> tuple[list[Any], int] | None:
+        return self._edge(key).held(holder)
+
+    def again(self, key: Key, holder: int, attempts: int) -> None:
+        self._edge(key).again(holder, attempts)
+
+    def consumer_done(self, key: Key, release: int, ended: bool, holder: int | None = None) -> None:
+        self._edge(key).consumer_done(release, ended, holder)
 
     def abort(self, key: Key) -> None:
         self._edge(key).abort()
@@ -236,14 +316,19 @@ def hub() -> Any:
     return session_actor("hub", HubActor)
 
 
-class RayEdge(Unrecoverable):
+class RayEdge:
     """An edge kept by the session's hub; picklable to Ray workers."""
 
     def __init__(
         self, *, key: Key, name: str, capacity: int, producers: int, consumers: int, shared_buffer: bool,
-        reader: Reader,
+        reader: Reader, producers_replaced: bool = False, consumers_replaced: bool = False,
     ) -> None:
+        """``producers_replaced``, ``consumers_replaced``: the workers at that end may be
+        replaced if they die; their ends can then be taken over (see the module's notes)."""
         self.name = name
+        self.recoverable = producers_replaced or consumers_replaced
+        self._producers_replaced = producers_replaced
+        self._consumers_replaced = consumers_replaced
         self.hub = hub()
         self.key = key
         _get(self.hub.open.remote(key, capacity, producers, consumers))  # there before any worker asks
@@ -256,10 +341,27 @@ class RayEdge(Unrecoverable):
         self._aborted = False
 
     def sender(self, endpoint: int) -> RaySender:
-        return RaySender(self.hub, self.key, self.name, self._producer_share, endpoint, self._reader)
+        return RaySender(
+            self.hub, self.key, self.name, self._producer_share, endpoint, self._reader, self._producers_replaced
+        )
 
     def receiver(self, endpoint: int) -> RayReceiver:
-        return RayReceiver(self.hub, self.key, self._shared_buffer, self._consumer_share)
+        holder = endpoint if self._consumers_replaced else None
+        return RayReceiver(self.hub, self.key, self._shared_buffer, self._consumer_share, holder)
+
+    def held(self, endpoint: int) -> Held | None:
+        """The packet consumer ``endpoint`` held as its worker died (read in the caller)."""
+        if not self._consumers_replaced:
+            return None
+        found = _get(self.hub.held.remote(self.key, endpoint))
+        if found is None:
+            return None
+        box, attempts = found
+        return Held(_peek(box), attempts)
+
+    def again(self, endpoint: int, attempts: int) -> None:
+        """The next worker of ``endpoint`` takes its held packet first (0 or -1: it is freed)."""
+        _get(self.hub.again.remote(self.key, endpoint, attempts))
 
     def abort(self) -> None:
         self.hub.abort.remote(self.key)
@@ -289,9 +391,16 @@ class RaySender:
     when a batch is full, or at the latest ``_FLUSH`` seconds after a packet
     was built.  With ``packets_in_flight=1`` every packet is sent as soon as
     it is built, so lockstep stays lockstep.
+
+    If its worker may be replaced (``replaced``), it sends synchronously and
+    never on a timer: its packets go along with its worker's requests for
+    input (``outgoing``), or when it needs slots, and a new worker takes over
+    from a dead one's count.
     """
 
-    def __init__(self, hub: Any, key: Key, stage: str, share: int, producer: Any, reader: Reader) -> None:
+    def __init__(
+        self, hub: Any, key: Key, stage: str, share: int, producer: Any, reader: Reader, replaced: bool = False
+    ) -> None:
         """``share``: the most slots this producer takes at once, its share of
         the edge's, so that one producer cannot hoard slots the others need."""
         self._hub = hub
@@ -300,18 +409,21 @@ class RaySender:
         self._reader = reader
         self._share = share
         self._producer = producer
-        self._sent = 0
+        self._replaced = replaced
+        # A new worker frees the slots its dead predecessor reserved, and goes on from its count.
+        self._sent = _get(hub.take_over.remote(key, producer)) if replaced else 0
         self._credit = 0  # slots taken from the edge and not used yet
         self._holding = False
         self._pending: deque[tuple[int, list[Any]]] = deque()  # appended here, drained by either thread
         self._closed = threading.Event()
-        self._flusher = threading.Thread(target=self._flush_often, name="streamflow-flush", daemon=True)
-        self._flusher.start()
+        if not replaced:
+            flusher = threading.Thread(target=self._flush_often, name="streamflow-flush", daemon=True)
+            flusher.start()
 
     def reserve(self) -> None:
         if self._credit == 0:
             self._flush()  # about to wait for a slot: what is built must go first
-            state, taken = _get(self._hub.reserve.remote(self._key, self._share))
+            state, taken = _get(self._hub.reserve.remote(self._key, self._producer, self._share))
             if state != _OK:
                 self._closed.set()  # nothing more will be sent: the flusher can stop
                 raise Aborted() if state == _ABORTED else DownstreamClosed()
@@ -324,7 +436,7 @@ class RaySender:
             self._credit += 1
             self._holding = False
         if self._credit:
-            _get(self._hub.unreserve.remote(self._key, self._credit))
+            _get(self._hub.unreserve.remote(self._key, self._producer, self._credit))
             self._credit = 0
 
     def send(self, item: Any) -> None:
@@ -342,14 +454,21 @@ class RaySender:
             self._flush()
 
     def _flush(self) -> None:
+        outgoing = self.outgoing()
+        if outgoing is not None:
+            call = self._hub.send.remote(*outgoing)
+            if self._replaced:
+                _get(call)  # in the hub before the worker goes on
+
+    def outgoing(self) -> Outgoing | None:
+        """The packets built and not yet sent, taken to be sent (by a request of the worker's input)."""
         boxes = []
         while True:
             try:
                 boxes.append(self._pending.popleft())
             except IndexError:
                 break
-        if boxes:
-            self._hub.send.remote(self._key, self._producer, boxes)
+        return (self._key, self._producer, boxes) if boxes else None
 
     def _flush_often(self) -> None:
         while not self._closed.wait(_FLUSH):
@@ -371,13 +490,17 @@ class RayReceiver:
     own writable copy, as on the other backends.
     """
 
-    def __init__(self, hub: Any, key: Key, shared_buffer: bool, share: int) -> None:
+    def __init__(self, hub: Any, key: Key, shared_buffer: bool, share: int, holder: int | None = None) -> None:
         """``share``: the most packets this consumer takes at once, its share
-        of the edge's slots, so that one consumer cannot hoard packets."""
+        of the edge's slots, so that one consumer cannot hoard packets;
+        ``holder``: its endpoint, if its worker may be replaced (one packet at a
+        time, recorded in the hub)."""
         self._hub = hub
         self._key = key
         self._copy = not shared_buffer
-        self._share = share
+        self._share = 1 if holder is not None else share
+        self._holder = holder
+        self._carried: RaySender | None = None
         self._batch: deque[Any] = deque()
         self._done = 0  # packets finished with, whose slots the edge does not know are free
         self._held = False
@@ -386,6 +509,11 @@ class RayReceiver:
 
     def __iter__(self) -> RayReceiver:
         return self
+
+    def carry(self, sender: Sender) -> None:
+        """Send what ``sender`` (this worker's output) built along with each request for input."""
+        if self._holder is not None and isinstance(sender, RaySender):
+            self._carried = sender
 
     def release(self) -> None:
         """Count the packet handed out last as done (the hub hears of it with the next call)."""
@@ -402,7 +530,9 @@ class RayReceiver:
         if self._ended:
             raise StopIteration
         if not self._batch:
-            state, boxes = _get(self._hub.next.remote(self._key, self._done, self._share, seconds))
+            outgoing = None if self._carried is None else self._carried.outgoing()
+            call = self._hub.next.remote(self._key, self._done, self._share, seconds, self._holder, outgoing)
+            state, boxes = _get(call)
             self._done = 0
             if state == _QUIET:
                 raise Quiet()
@@ -414,17 +544,30 @@ class RayReceiver:
             self._batch.extend(boxes)
         box = self._batch.popleft()
         self._held = True
-        if len(box) == 2:
-            return loads(box[0])
-        # Ray hands numpy arrays out read-only from the object store: the
-        # other backends give a writable copy.
-        item = _get(box[0])
-        return copy.deepcopy(item) if self._copy else item
+        return _unbox(box, self._copy)
 
     def finish(self) -> None:
         if not self._finished:
             self._finished = True
             release = self._done + self._held + len(self._batch)
-            _get(self._hub.consumer_done.remote(self._key, release, self._ended))
+            _get(self._hub.consumer_done.remote(self._key, release, self._ended, self._holder))
             self._held, self._done = False, 0
             self._batch.clear()
+
+
+def _unbox(box: list[Any], writable: bool) -> Any:
+    """The item a packet carries, pickled in the call or in the object store."""
+    if len(box) == 2:
+        return loads(box[0])
+    # Ray hands numpy arrays out read-only from the object store: the
+    # other backends give a writable copy.
+    item = _get(box[0])
+    return copy.deepcopy(item) if writable else item
+
+
+def _peek(box: list[Any]) -> Any:
+    """The item of a packet a dead worker held, or what can be said of it (read in the caller)."""
+    try:
+        return _unbox(box, False)
+    except Exception as exc:  # noqa: BLE001 - described instead
+        return f"<an item that cannot be read in the caller: {exc}>"
