@@ -637,6 +637,9 @@ def _ray(settings: Settings) -> Iterator[Row]:
         yield Row("ray", "policy none", "us/msg", plain)
         for name, cost in costs.items():
             yield Row("ray", f"policy {name}", "us/msg", cost, note=f"{cost / plain - 1:+.0%} against none")
+        unordered, ordered = order.ordered_cost({"backend": "ray"}, "medium", n // 4, settings.repeats)
+        yield Row("ray", "medium w=2 unordered", "us/msg", unordered)
+        yield Row("ray", "medium w=2 ordered", "us/msg", ordered, note=f"{ordered / unordered - 1:+.0%} against unordered")
         clean, crashed = policies.replacement({"backend": "ray"}, n // 4, settings.repeats)
         yield Row("ray", "replace a killed worker", "ms", (crashed - clean) * 1e3,
                   note=f"run with a kill {crashed * 1e3:.0f} ms, without {clean * 1e3:.0f} ms")

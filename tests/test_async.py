@@ -240,8 +240,6 @@ def test_class_async_stage_is_built_and_closed_per_worker(opts: dict[str, Any], 
 
 @pytest.mark.parametrize("workers,concurrency", [(1, 8), (2, 4), (3, 1)])
 def test_ordered_async_map_gives_input_order(opts: dict[str, Any], workers: int, concurrency: int) -> None:
-    if opts["backend"] == "ray" and workers > 1:
-        pytest.skip("ordered=True with several workers is not available on Ray")
     n = scaled(opts, 120)
     for seed in range(3):
         stage = jitter(seed=seed).options(workers=workers, concurrency=concurrency, ordered=True)

@@ -16,8 +16,8 @@ import streamflow as sf
 
 from .conftest import BACKENDS, _backend
 
-ORDERING = [name for name, o in BACKENDS.items() if o["backend"] != "ray"]
-EXAMPLES = {"inline": 30, "thread": 40, "warm": 15, "fork": 15}
+ORDERING = list(BACKENDS)
+EXAMPLES = {"inline": 30, "thread": 40, "warm": 15, "fork": 15, "ray": 6}
 
 
 @sf.stage
@@ -136,14 +136,6 @@ def test_ordered_stage_stops_cleanly_on_an_error_and_on_break(backend: str, requ
 def test_ordered_is_for_processors() -> None:
     with pytest.raises(sf.OptionError, match="ordered=True"):
         collect.options(ordered=True)
-
-
-@pytest.mark.skipif("ray" not in BACKENDS, reason="the ray extra is not installed")
-def test_ordered_with_several_workers_is_rejected_on_ray(request: pytest.FixtureRequest) -> None:
-    options = _backend(request, "ray")
-    with pytest.raises(sf.OptionError, match="ray backend"):
-        (range(5) | sleepy_square.options(workers=2, ordered=True) | collect).run(**options)
-    assert (range(5) | sleepy_square.options(ordered=True) | collect).run(**options) == [0, 1, 4, 9, 16]
 
 
 # -- batches -----------------------------------------------------------------------------------

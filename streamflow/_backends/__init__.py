@@ -90,7 +90,7 @@ class Backend(Protocol):
 
     runs_in_caller: bool  # True: no workers at all; the caller chains the stages
     stops_calls: bool  # True: a running sync call can be stopped (per-item ``timeout``)
-    shares_memory: bool  # True: ``memory`` and ``semaphore`` reach every worker (``ordered=True``)
+    shares_memory: bool  # True: ``memory`` and ``semaphore`` reach every worker; else edges keep order
 
     def edge(self, link: Link) -> Edge:
         """The edge that carries ``link``."""

@@ -28,21 +28,9 @@ def start(plan: Plan, config: RunConfig) -> Execution:
     backend = _backends.load(config.backend)
     if not backend.stops_calls:
         _reject_timeouts(plan, config.backend)
-    if not backend.shares_memory:
-        _reject_order(plan, config.backend)
     if backend.runs_in_caller:
         return Chained(plan, config)
     return Supervisor(plan, config, Engine(plan, backend(plan, config), config.shutdown_timeout))
-
-
-def _reject_order(plan: Plan, backend: str) -> None:
-    for node in plan.nodes:
-        if node.options.ordered and node.workers > 1:
-            raise OptionError(
-                f"ordered=True for stage '{node.name}' with {node.workers} workers is not available "
-                f"on the {backend} backend yet (its workers share no memory to keep the order in); "
-                "use the process or thread backend, or workers=1 (which keeps the order)"
-            )
 
 
 def _reject_timeouts(plan: Plan, backend: str) -> None:

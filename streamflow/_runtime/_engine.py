@@ -28,7 +28,7 @@ from .._backends._thread_workers import ThreadWorkers
 from .._plan import Node, Plan
 from .._stats import StatsTable
 from .._transport import Edge, Held, Receiver
-from ._order import Turnstile, window_for
+from ._order import Order, OrderedEdge, Turnstile, window_for
 from ._relay import caller_settings
 from ._signals import check_interrupt
 from ._worker import run_job
@@ -46,7 +46,7 @@ class Engine:
         self._backend = backend
         self._edges: list[Edge] = []
         self._memory: Memory | None = None
-        self._turnstiles: dict[int, Turnstile] = {}
+        self._turnstiles: dict[int, Order] = {}
         self._released = False
         names = plan.stat_names()
         try:
@@ -55,7 +55,7 @@ class Engine:
             self._memory = backend.memory(StatsTable.size(names), "the run's statistics")
             for node in plan.nodes:
                 if node.options.ordered and node.workers > 1:
-                    self._turnstiles[node.index] = _turnstile(node, backend)
+                    self._turnstiles[node.index] = _turnstile(node, backend, self._edges[node.inputs[0]])
         except BaseException:
             self.release()
             raise
@@ -156,8 +156,12 @@ class Engine:
         self._backend.release()
 
 
-def _turnstile(node: Node, backend: Backend) -> Turnstile:
-    """The shared order of an ordered node's inputs, in memory and semaphores of ``backend``."""
+def _turnstile(node: Node, backend: Backend, edge: Edge) -> Order:
+    """The shared order of an ordered node's inputs, in memory and semaphores of ``backend``,
+    or kept by its input ``edge`` where workers share no memory (Ray)."""
+    if not backend.shares_memory:
+        assert isinstance(edge, OrderedEdge), "a backend without shared memory keeps order in its edges"
+        return edge.turnstile()
     assert node.options.packets_in_flight is not None
     window = window_for(node.workers, node.options.packets_in_flight)
     # An async map worker waits in two threads: its input's, and its own for the turn.

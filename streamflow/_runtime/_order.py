@@ -32,17 +32,34 @@ provides (a bytearray for threads, shared memory for processes).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from .._transport import Aborted, Receiver
 from .._transport._spin import spin_budget, wait
 
-__all__ = ["InOrder", "Numbered", "Turnstile", "window_for"]
+__all__ = ["InOrder", "Numbered", "Order", "OrderedEdge", "Turnstile", "window_for"]
 
 _TURN, _NEXT, _END, _ABORT = 0, 1, 2, 3
 _WAITING = 4  # then one word a worker: the seq it waits for, or one of these
 _NOTHING, _ROOM = -1, -2
 _UNKNOWN = 1 << 62  # _END before the input ended
+
+
+class Order(Protocol):
+    """What an ordered stage's workers share: ``Turnstile``, or one an edge keeps (``OrderedEdge``)."""
+
+    def take(self, worker: int, receiver: Iterator[Any]) -> tuple[Any, int]: ...
+    def gate(self, worker: int, seq: int) -> None: ...
+    def done(self, seq: int) -> None: ...
+    def abort(self) -> None: ...
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class OrderedEdge(Protocol):
+    """An edge that keeps the order of the stage reading it, where workers share no memory (Ray)."""
+
+    def turnstile(self) -> Order: ...
 
 
 class Lock(Protocol):
@@ -207,7 +224,7 @@ class InOrder:
 
     __slots__ = ("_turnstile", "_worker", "_receiver", "seq")
 
-    def __init__(self, turnstile: Turnstile, worker: int, receiver: Receiver) -> None:
+    def __init__(self, turnstile: Order, worker: int, receiver: Receiver) -> None:
         self._turnstile = turnstile
         self._worker = worker
         self._receiver = receiver
@@ -259,7 +276,7 @@ class Numbered:
 
     __slots__ = ("_turnstile", "_worker", "_taker", "_receiver", "seq", "_open")
 
-    def __init__(self, turnstile: Turnstile, worker: int, workers: int, receiver: Receiver) -> None:
+    def __init__(self, turnstile: Order, worker: int, workers: int, receiver: Receiver) -> None:
         self._turnstile = turnstile
         self._worker = worker
         self._taker = workers + worker  # the input thread waits as a worker of its own

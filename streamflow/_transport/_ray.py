@@ -22,6 +22,14 @@ the hub.  A producer whose worker may be replaced sends synchronously,
 and the hub counts the slots it has reserved, to free them if it dies.
 That costs a round trip to the hub an item (about a millisecond on one
 machine): fine for the work Ray is for, dear for tiny items.
+
+An ordered stage with several workers keeps its order in the hub too
+(``RayTurnstile``, with the face of ``_order.Turnstile``): its input edge
+numbers packets as it hands them out, one at a time, and keeps the turn;
+a worker asks the hub for its input's turn before the first output of
+that input, and says it is done with it as it asks for the next one,
+sending its outputs along, so that they are in the edge before the turn
+moves on.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ import copy
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
 import ray
@@ -73,6 +82,11 @@ class _Edge:
         self._attempts: dict[int, int] = {}
         self._replay: set[int] = set()
         self._credit: dict[Any, int] = {}
+        # Order (an ordered stage reads this edge): packets handed out so far (the
+        # next one's number), the oldest input not done, inputs done out of turn.
+        self._handed = 0
+        self._turn = 0
+        self._done_early: set[int] = set()
 
     def _notify(self) -> None:
         self._changed.set()
@@ -130,14 +144,15 @@ class _Edge:
 
     async def next(
         self, release: int, most: int, within: float | None = None, holder: int | None = None
-    ) -> tuple[int, list[Any]]:
+    ) -> tuple[int, list[Any], int]:
         """Free ``release`` slots, wait for a packet (at most ``within`` seconds: else
-        ``_QUIET``), take up to ``most`` of those waiting.  ``holder``: the consumer, if its
-        worker may be replaced (it takes one packet at a time, and the hub records it)."""
+        ``_QUIET``), take up to ``most`` of those waiting, and the number of the first in the
+        edge's order.  ``holder``: the consumer, if its worker may be replaced (it takes one
+        packet at a time, and the hub records it)."""
         if holder is not None:
             if holder in self._replay:  # a new worker takes its dead predecessor's packet first
                 self._replay.discard(holder)
-                return _OK, [self._holding[holder]]
+                return _OK, [self._holding[holder]], -1
             if release:
                 self._holding.pop(holder, None)
                 self._attempts.pop(holder, None)
@@ -152,16 +167,39 @@ class _Edge:
             try:
                 await asyncio.wait_for(self._changed.wait(), max(0.0, deadline - time.monotonic()))
             except asyncio.TimeoutError:
-                return _QUIET, []
+                return _QUIET, [], -1
         if self._aborted:
-            return _ABORTED, []
+            return _ABORTED, [], -1
         if self._items:
             count = min(most, len(self._items))
             boxes = [self._items.popleft() for _ in range(count)]
             if holder is not None:
                 self._holding[holder] = boxes[-1]
-            return _OK, boxes
-        return _CLOSED, []  # the end of the stream
+            first, self._handed = self._handed, self._handed + count
+            return _OK, boxes, first
+        return _CLOSED, [], -1  # the end of the stream
+
+    async def gate(self, seq: int) -> int:
+        """Wait until outputs of input ``seq`` may leave: every older input is done (-1: every
+        input, once the stream has ended)."""
+        while not (self._aborted or self._turn == seq or (seq < 0 and self._all_done())):
+            await self._changed.wait()
+        return _ABORTED if self._aborted else _OK
+
+    def _all_done(self) -> bool:
+        return self._ended and not self._items and self._turn >= self._handed
+
+    def done(self, seq: int) -> None:
+        """Every output of input ``seq`` is in its edge: the turn moves past it, or it waits to be passed."""
+        if seq != self._turn:
+            self._done_early.add(seq)
+            return
+        turn = seq + 1
+        while turn in self._done_early:
+            self._done_early.remove(turn)
+            turn += 1
+        self._turn = turn
+        self._notify()
 
     def held(self, holder: int) -> tuple[list[Any], int] | None:
         """The packet consumer ``holder`` holds (its worker died), and failed attempts at it."""
@@ -259,12 +297,23 @@ class _Hub:
         within: float | None = None,
         holder: int | None = None,
         outgoing: Outgoing | None = None,
-    ) -> tuple[int, list[Any]]:
+    ) -> tuple[int, list[Any], int]:
         """``_Edge.next``, after the packets in ``outgoing`` are in their own edge."""
+        self._send_along(outgoing)
+        return await self._edge(key).next(release, most, within, holder)
+
+    async def gate(self, key: Key, seq: int) -> int:
+        return await self._edge(key).gate(seq)
+
+    def done(self, key: Key, seq: int, outgoing: Outgoing | None) -> None:
+        """``_Edge.done``, after the packets in ``outgoing`` are in their own edge."""
+        self._send_along(outgoing)
+        self._edge(key).done(seq)
+
+    def _send_along(self, outgoing: Outgoing | None) -> None:
         if outgoing is not None:
             out_key, producer, boxes = outgoing
             self._edge(out_key).send(producer, boxes)
-        return await self._edge(key).next(release, most, within, holder)
 
     def held(self, key: Key, holder: int) -> tuple[list[Any], int] | None:
         return self._edge(key).held(holder)
@@ -322,13 +371,18 @@ class RayEdge:
     def __init__(
         self, *, key: Key, name: str, capacity: int, producers: int, consumers: int, shared_buffer: bool,
         reader: Reader, producers_replaced: bool = False, consumers_replaced: bool = False,
+        producers_ordered: bool = False, consumers_ordered: bool = False,
     ) -> None:
         """``producers_replaced``, ``consumers_replaced``: the workers at that end may be
-        replaced if they die; their ends can then be taken over (see the module's notes)."""
+        replaced if they die; their ends can then be taken over; ``producers_ordered``,
+        ``consumers_ordered``: that end is an ordered stage's, with several workers (see the
+        module's notes)."""
         self.name = name
         self.recoverable = producers_replaced or consumers_replaced
         self._producers_replaced = producers_replaced
         self._consumers_replaced = consumers_replaced
+        self._producers_ordered = producers_ordered
+        self._consumers_ordered = consumers_ordered
         self.hub = hub()
         self.key = key
         _get(self.hub.open.remote(key, capacity, producers, consumers))  # there before any worker asks
@@ -342,12 +396,19 @@ class RayEdge:
 
     def sender(self, endpoint: int) -> RaySender:
         return RaySender(
-            self.hub, self.key, self.name, self._producer_share, endpoint, self._reader, self._producers_replaced
+            self.hub, self.key, self.name, self._producer_share, endpoint, self._reader,
+            replaced=self._producers_replaced, synchronous=self._producers_replaced or self._producers_ordered,
         )
 
     def receiver(self, endpoint: int) -> RayReceiver:
         holder = endpoint if self._consumers_replaced else None
-        return RayReceiver(self.hub, self.key, self._shared_buffer, self._consumer_share, holder)
+        return RayReceiver(
+            self.hub, self.key, self._shared_buffer, self._consumer_share, holder, ordered=self._consumers_ordered
+        )
+
+    def turnstile(self) -> RayTurnstile:
+        """The order of the ordered stage that reads this edge, kept in the hub."""
+        return RayTurnstile(self.hub, self.key)
 
     def held(self, endpoint: int) -> Held | None:
         """The packet consumer ``endpoint`` held as its worker died (read in the caller)."""
@@ -392,14 +453,16 @@ class RaySender:
     was built.  With ``packets_in_flight=1`` every packet is sent as soon as
     it is built, so lockstep stays lockstep.
 
-    If its worker may be replaced (``replaced``), it sends synchronously and
-    never on a timer: its packets go along with its worker's requests for
-    input (``outgoing``), or when it needs slots, and a new worker takes over
-    from a dead one's count.
+    If its worker may be replaced, or its stage is ordered
+    (``synchronous``), it sends synchronously and never on a timer: its
+    packets go along with its worker's requests for input, or word that an
+    input is done (``outgoing``), or when it needs slots.  If its worker may
+    be replaced (``replaced``), a new one takes over from a dead one's count.
     """
 
     def __init__(
-        self, hub: Any, key: Key, stage: str, share: int, producer: Any, reader: Reader, replaced: bool = False
+        self, hub: Any, key: Key, stage: str, share: int, producer: Any, reader: Reader, *,
+        replaced: bool = False, synchronous: bool = False,
     ) -> None:
         """``share``: the most slots this producer takes at once, its share of
         the edge's, so that one producer cannot hoard slots the others need."""
@@ -409,14 +472,14 @@ class RaySender:
         self._reader = reader
         self._share = share
         self._producer = producer
-        self._replaced = replaced
+        self._synchronous = synchronous
         # A new worker frees the slots its dead predecessor reserved, and goes on from its count.
         self._sent = _get(hub.take_over.remote(key, producer)) if replaced else 0
         self._credit = 0  # slots taken from the edge and not used yet
         self._holding = False
         self._pending: deque[tuple[int, list[Any]]] = deque()  # appended here, drained by either thread
         self._closed = threading.Event()
-        if not replaced:
+        if not synchronous:
             flusher = threading.Thread(target=self._flush_often, name="streamflow-flush", daemon=True)
             flusher.start()
 
@@ -457,7 +520,7 @@ class RaySender:
         outgoing = self.outgoing()
         if outgoing is not None:
             call = self._hub.send.remote(*outgoing)
-            if self._replaced:
+            if self._synchronous:
                 _get(call)  # in the hub before the worker goes on
 
     def outgoing(self) -> Outgoing | None:
@@ -490,17 +553,23 @@ class RayReceiver:
     own writable copy, as on the other backends.
     """
 
-    def __init__(self, hub: Any, key: Key, shared_buffer: bool, share: int, holder: int | None = None) -> None:
+    def __init__(
+        self, hub: Any, key: Key, shared_buffer: bool, share: int, holder: int | None = None, ordered: bool = False
+    ) -> None:
         """``share``: the most packets this consumer takes at once, its share
         of the edge's slots, so that one consumer cannot hoard packets;
         ``holder``: its endpoint, if its worker may be replaced (one packet at a
-        time, recorded in the hub)."""
+        time, recorded in the hub); ``ordered``: it reads for an ordered stage
+        with several workers (one packet at a time: its number is ``seq``)."""
         self._hub = hub
         self._key = key
         self._copy = not shared_buffer
-        self._share = 1 if holder is not None else share
+        self._share = 1 if holder is not None or ordered else share
         self._holder = holder
+        self._ordered = ordered
         self._carried: RaySender | None = None
+        self.seq = -1  # the number of the packet handed out last, in the edge's order
+        self._next_seq = -1
         self._batch: deque[Any] = deque()
         self._done = 0  # packets finished with, whose slots the edge does not know are free
         self._held = False
@@ -512,8 +581,13 @@ class RayReceiver:
 
     def carry(self, sender: Sender) -> None:
         """Send what ``sender`` (this worker's output) built along with each request for input."""
-        if self._holder is not None and isinstance(sender, RaySender):
+        if (self._holder is not None or self._ordered) and isinstance(sender, RaySender):
             self._carried = sender
+
+    def done(self, seq: int) -> None:
+        """Input ``seq`` is done (an ordered stage's): its outputs go first, then the word."""
+        outgoing = None if self._carried is None else self._carried.outgoing()
+        self._hub.done.remote(self._key, seq, outgoing)
 
     def release(self) -> None:
         """Count the packet handed out last as done (the hub hears of it with the next call)."""
@@ -532,7 +606,7 @@ class RayReceiver:
         if not self._batch:
             outgoing = None if self._carried is None else self._carried.outgoing()
             call = self._hub.next.remote(self._key, self._done, self._share, seconds, self._holder, outgoing)
-            state, boxes = _get(call)
+            state, boxes, self._next_seq = _get(call)
             self._done = 0
             if state == _QUIET:
                 raise Quiet()
@@ -544,6 +618,7 @@ class RayReceiver:
             self._batch.extend(boxes)
         box = self._batch.popleft()
         self._held = True
+        self.seq, self._next_seq = self._next_seq, self._next_seq + 1
         return _unbox(box, self._copy)
 
     def finish(self) -> None:
@@ -571,3 +646,40 @@ def _peek(box: list[Any]) -> Any:
         return _unbox(box, False)
     except Exception as exc:  # noqa: BLE001 - described instead
         return f"<an item that cannot be read in the caller: {exc}>"
+
+
+class RayTurnstile:
+    """The order of an ordered stage's inputs on Ray, kept in the hub with the stage's input
+    edge; the face of ``_order.Turnstile``, for ``InOrder`` and ``Numbered``.  Picklable."""
+
+    def __init__(self, hub: Any, key: Key) -> None:
+        self._hub = hub
+        self._key = key
+        self._receiver: RayReceiver | None = None  # this worker's, which says when an input is done
+        self._passed = -2  # the input whose turn this worker saw come (the turn stays until it is done)
+
+    def take(self, worker: int, receiver: Iterator[Any]) -> tuple[Any, int]:
+        """The next input and its number in the edge; ``StopIteration`` at the end of the stream."""
+        assert isinstance(receiver, RayReceiver)
+        self._receiver = receiver
+        item = next(receiver)
+        return item, receiver.seq
+
+    def gate(self, worker: int, seq: int) -> None:
+        """Wait until outputs of input ``seq`` (-1: after the end) may leave."""
+        if seq >= 0 and seq == self._passed:
+            return
+        if _get(self._hub.gate.remote(self._key, seq)) == _ABORTED:
+            raise Aborted()
+        self._passed = seq
+
+    def done(self, seq: int) -> None:
+        """Every output of input ``seq`` has been built: they go to the hub, then the word."""
+        assert self._receiver is not None
+        self._receiver.done(seq)
+
+    def abort(self) -> None:
+        """Waiters wake as the edge is aborted (the engine aborts every edge)."""
+
+    def close(self) -> None:
+        """The state is the edge's, closed with it."""
