@@ -17,7 +17,7 @@ import pytest
 
 import streamflow as sf
 
-from .conftest import BACKENDS, PROCESS_BACKENDS, scaled
+from .conftest import BACKENDS, PROCESS_BACKENDS, _backend, scaled
 
 # -- stages -------------------------------------------------------------------------
 
@@ -329,15 +329,24 @@ def test_async_generator_step_times_out_on_every_backend(opts: dict[str, Any]) -
     assert failure.item == 3 and isinstance(failure.error, sf.ItemTimeout)
 
 
-def test_crash_with_calls_in_flight_ends_the_run(process_opts: dict[str, Any]) -> None:
+DYING = ["warm", "fork", "spawn"] + [name for name in BACKENDS if name == "ray"]  # workers die alone
+
+
+def _dying(request: pytest.FixtureRequest, name: str) -> dict[str, Any]:
+    return _backend(request, name) if name == "ray" else dict(PROCESS_BACKENDS[name])
+
+
+@pytest.mark.parametrize("name", DYING)
+def test_crash_with_calls_in_flight_ends_the_run(name: str, request: pytest.FixtureRequest) -> None:
     stage = exit_on(bad=4).options(concurrency=3, on_error="skip")
     with pytest.raises(sf.WorkerCrashed):
-        (numbers(n=10) | stage).run(**process_opts)
+        (numbers(n=10) | stage).run(**_dying(request, name))
 
 
-def test_crash_with_one_call_in_flight_is_replaced(process_opts: dict[str, Any]) -> None:
+@pytest.mark.parametrize("name", DYING)
+def test_crash_with_one_call_in_flight_is_replaced(name: str, request: pytest.FixtureRequest) -> None:
     stage = exit_on(bad=4).options(on_error="skip")
-    run = (numbers(n=10) | stage).start(**process_opts)
+    run = (numbers(n=10) | stage).start(**_dying(request, name))
     with pytest.warns(sf.FailuresWarning):
         out = run.result()
     assert sorted(out) == [x for x in range(10) if x != 4]
