@@ -26,7 +26,9 @@ Waits retry for the spin budget, then sleep on the worker's own semaphore;
 whoever moves the turn wakes the workers waiting for the new one, under the
 state lock, so no wake-up is lost.  ``abort()`` wakes everyone with
 ``Aborted``.  The shared state is a few int64 words in memory the backend
-provides (a bytearray for threads, shared memory for processes).
+provides (a bytearray for threads, shared memory for processes).  Where
+workers share no memory (Ray), the stage's input edge keeps the order
+instead (``OrderedEdge``), behind the same face (``Order``).
 """
 
 from __future__ import annotations

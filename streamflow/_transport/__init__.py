@@ -141,9 +141,10 @@ def carry(receiver: Receiver, sender: Sender) -> None:
     """Pair one worker's input and output ends, on edges that need it.
 
     Where sending is asynchronous (Ray's hub), a receiver whose worker may
-    be replaced sends what ``sender`` has built along with each request for
-    input, so that no input counts as done before its outputs are in.  On
-    the other edges a sent packet is in the edge already: nothing to pair.
+    be replaced, or whose stage is ordered, sends what ``sender`` has built
+    along with each request for input (or word that an input is done), so
+    that no input counts as done before its outputs are in.  On the other
+    edges a sent packet is in the edge already: nothing to pair.
     """
     pair = getattr(receiver, "carry", None)
     if pair is not None:
