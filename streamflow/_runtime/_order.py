@@ -42,7 +42,8 @@ from .._transport._spin import spin_budget, wait
 __all__ = ["InOrder", "Numbered", "Order", "OrderedEdge", "Turnstile", "window_for"]
 
 _TURN, _NEXT, _END, _ABORT = 0, 1, 2, 3
-_WAITING = 4  # then one word a worker: the seq it waits for, or one of these
+_WAITERS = 4  # how many workers wait: whoever moves the turn wakes them only if some do
+_WAITING = 5  # then one word a worker: the seq it waits for, or one of these
 _NOTHING, _ROOM = -1, -2
 _UNKNOWN = 1 << 62  # _END before the input ended
 
@@ -120,7 +121,9 @@ class Turnstile:
         ctrl = self.ctrl
         if ctrl[_NEXT] - ctrl[_TURN] >= self.window:
             self._wait(worker, _ROOM)
-        self._acquire(self.pulling)
+        pulling = self.pulling
+        if not pulling.acquire(False):
+            wait(pulling.acquire, self.spin)
         try:
             if ctrl[_ABORT]:
                 raise Aborted()
@@ -130,7 +133,8 @@ class Turnstile:
                 self._acquire(self.lock)
                 try:
                     ctrl[_END] = ctrl[_NEXT]  # every input is numbered now
-                    self._wake_all()
+                    if ctrl[_WAITERS]:
+                        self._wake_all()
                 finally:
                     self.lock.release()
                 raise
@@ -138,7 +142,7 @@ class Turnstile:
             ctrl[_NEXT] = seq + 1
             return item, seq
         finally:
-            self.pulling.release()
+            pulling.release()
 
     def gate(self, worker: int, seq: int) -> None:
         """Wait until outputs of input ``seq`` (-1: after the end) may leave."""
@@ -151,8 +155,9 @@ class Turnstile:
 
     def done(self, seq: int) -> None:
         """Every output of input ``seq`` has left."""
-        ctrl = self.ctrl
-        self._acquire(self.lock)
+        ctrl, lock = self.ctrl, self.lock
+        if not lock.acquire(False):
+            wait(lock.acquire, self.spin)
         try:
             if ctrl[_TURN] != seq:
                 ctrl[self._done + seq % self.window] = 1
@@ -162,9 +167,10 @@ class Turnstile:
                 ctrl[done + turn % window] = 0
                 turn += 1
             ctrl[_TURN] = turn
-            self._wake_all()
+            if ctrl[_WAITERS]:
+                self._wake_all()
         finally:
-            self.lock.release()
+            lock.release()
 
     def _wait(self, worker: int, what: int) -> None:
         """Sleep until ``what`` holds: the turn is ``what`` (a seq), every input is done
@@ -177,9 +183,9 @@ class Turnstile:
                 if ctrl[_ABORT]:
                     raise Aborted()
                 if self._holds(what):
-                    ctrl[_WAITING + worker] = _NOTHING
+                    self._set_waiting(worker, _NOTHING)
                     return
-                ctrl[_WAITING + worker] = what
+                self._set_waiting(worker, what)
             finally:
                 self.lock.release()
             if not wake.acquire(False):
@@ -200,8 +206,16 @@ class Turnstile:
         for worker in range(self.workers):
             what = ctrl[_WAITING + worker]
             if what != _NOTHING and (self._holds(what) or ctrl[_ABORT]):
-                ctrl[_WAITING + worker] = _NOTHING
+                self._set_waiting(worker, _NOTHING)
                 self.wakes[worker].release()
+
+    def _set_waiting(self, worker: int, what: int) -> None:
+        """Record what ``worker`` waits for (``_NOTHING``: it does not), keeping ``_WAITERS`` (lock held)."""
+        ctrl = self.ctrl
+        was = ctrl[_WAITING + worker]
+        if (was == _NOTHING) != (what == _NOTHING):
+            ctrl[_WAITERS] += 1 if was == _NOTHING else -1
+        ctrl[_WAITING + worker] = what
 
     def _acquire(self, lock: Lock) -> None:
         if not lock.acquire(False):

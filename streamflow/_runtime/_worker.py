@@ -68,18 +68,17 @@ def run_job(job: Job, report: Report) -> None:
             sender = job.outputs[0].sender(worker) if job.outputs else None
             if sender is not None and receiver is not None:
                 carry(receiver, sender)
-            if sender is not None and isinstance(order, InOrder):
-                sender = _Gated(sender, order)
+            gate = order.gate if isinstance(order, InOrder) else None  # each output waits for its input's turn
             body = Body(node, worker, lambda: any(edge.aborted() for edge in edges), job.grace)
             if sender is None:
                 outcome.result = body.call(stream)  # a sink has run to completion
             elif stream is not None and calls:
-                _pump(_calls(job, body, stream, order, counters, report), sender, counters)
+                _pump(_calls(job, body, stream, order, counters, report), sender, counters)  # ``Calls`` gates
             elif stream is not None and node.options.has_policy:
                 alarm = alarm_for(node, counters.row)
-                _pump(_resilient(job, body, stream, alarm, counters, report), sender, counters)
+                _pump(_resilient(job, body, stream, alarm, counters, report), sender, counters, gate)
             else:
-                _pump(iter(body.call(stream)), sender, counters)
+                _pump(iter(body.call(stream)), sender, counters, gate)
             ending, body = body, None
             ending.close()  # its errors are the worker's: the stream is done
         if stream is not None:
@@ -210,32 +209,11 @@ class _Counted:
         self._receiver.finish()
 
 
-class _Gated:
-    """An ordered stage's output: each packet waits for its input's turn before it leaves."""
-
-    __slots__ = ("_sender", "_order")
-
-    def __init__(self, sender: Sender, order: InOrder) -> None:
-        self._sender = sender
-        self._order = order
-
-    def reserve(self) -> None:
-        self._sender.reserve()
-
-    def unreserve(self) -> None:
-        self._sender.unreserve()
-
-    def send(self, item: Any) -> None:
-        self._order.gate()
-        self._sender.send(item)
-
-    def close(self) -> None:
-        self._sender.close()
-
-
-def _pump(items: Iterator[Any], sender: Sender, counters: Counters) -> None:
-    """Move ``items`` onto ``sender``, one reserved slot per packet."""
-    reserve, send = sender.reserve, sender.send
+def _pump(items: Iterator[Any], sender: Sender, counters: Counters, gate: Callable[[], None] | None = None) -> None:
+    """Move ``items`` onto ``sender``, one reserved slot per packet; ``gate``: called before each
+    send (an ordered stage's output waits there for its input's turn)."""
+    reserve = sender.reserve
+    send = sender.send if gate is None else _gated(sender.send, gate)
     try:
         while True:
             counters.blocked_since = started = perf_counter()
@@ -257,6 +235,14 @@ def _pump(items: Iterator[Any], sender: Sender, counters: Counters) -> None:
         _close(items)
         raise
     sender.close()
+
+
+def _gated(send: Callable[[Any], None], gate: Callable[[], None]) -> Callable[[Any], None]:
+    def gated_send(item: Any) -> None:
+        gate()
+        send(item)
+
+    return gated_send
 
 
 def _close(items: Iterator[Any]) -> None:
