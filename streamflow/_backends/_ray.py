@@ -12,7 +12,7 @@
 Workers are tasks, not actors: Ray runs them in the worker processes it
 keeps ready, so a run starts in milliseconds instead of the seconds that
 new actor processes take.  The hub and the events actor serve every run of
-the driver's Ray session (``_transport/_ray``).  A worker task reserves no
+the driver's Ray session (``_transport/_hub``).  A worker task reserves no
 CPU of the cluster unless its stage's ``resources`` ask for some
 (``num_cpus``, ``num_gpus``, ``memory``, or custom resources): every worker
 of a flow must run at once, whatever the size of the cluster.
@@ -40,8 +40,9 @@ from .._errors import WorkerCrashed
 from .._options import RunConfig
 from .._plan import Link, Node, Plan
 from .._stats import WIDTH
+from .._transport._hub import forget_session, session_actor
 from .._transport._memory import LocalBuffer
-from .._transport._ray import RayEdge, forget_session, session_actor
+from .._transport._ray import RayEdge
 from .._transport._serialize import PortableError, Reader, dumps, dumps_job
 from . import Job, Outcome
 
