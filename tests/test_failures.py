@@ -592,6 +592,20 @@ def test_replacement_keeps_packets_in_flight_exact_and_leaks_nothing(
     assert len(run.failures) == len(bad)
 
 
+@pytest.mark.parametrize("name", RECOVERING)
+@pytest.mark.parametrize("packets_in_flight", [1, 4])
+def test_replacement_in_the_last_stage_of_an_open_flow_keeps_its_order(
+    name: str, packets_in_flight: int, request: pytest.FixtureRequest
+) -> None:
+    """The caller reads the edge of a worker that dies: the new worker goes on where it stopped."""
+    opts = _opts(request, name)
+    bad = frozenset({5, 17, 30})
+    stage = dies_on(bad=bad).options(on_error="skip", packets_in_flight=packets_in_flight)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sf.FailuresWarning)
+        assert list((range(40) | stage).iter(**opts)) == [x for x in range(40) if x not in bad]
+
+
 @sf.map
 def stuck_in_native_code(x: int) -> int:
     if x == 2:
