@@ -234,6 +234,9 @@ class RunOptions(TypedDict, total=False):
     unless the application already called ``ray.init``.
     ``max_failures``: items the run may skip (``on_error="skip"``) before it
     fails with ``TooManyFailures`` (default: no limit).
+    ``spin_us``: microseconds a worker process waiting for a slot, a packet
+    or its turn retries before it sleeps (default: ``STREAMFLOW_SPIN_US``,
+    else 50; 0: it sleeps at once, for machines where idle CPU matters).
     """
 
     backend: str
@@ -243,6 +246,7 @@ class RunOptions(TypedDict, total=False):
     progress: bool
     ray_address: str | None
     max_failures: int | None
+    spin_us: float | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -256,6 +260,7 @@ class RunConfig:
     progress: bool = False
     ray_address: str | None = None
     max_failures: int | None = None
+    spin_us: float | None = None
 
     @classmethod
     def of(cls, options: Mapping[str, Any]) -> RunConfig:
@@ -283,6 +288,9 @@ class RunConfig:
         most = config.max_failures
         if most is not None and (not _is_int(most) or most < 0):
             raise OptionError(f"max_failures={most!r} must be None or an int >= 0")
+        spin = config.spin_us
+        if spin is not None and not (_is_number(spin) and 0 <= spin < math.inf):
+            raise OptionError(f"spin_us={spin!r} must be None or microseconds >= 0 (0 turns spinning off)")
         return config
 
 

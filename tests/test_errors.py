@@ -200,3 +200,7 @@ def test_run_options_are_validated() -> None:
         flow.run(inactivity_timeout=0)
     with pytest.raises(sf.OptionError, match="shutdown_timeout"):
         flow.run(shutdown_timeout=-1)
+    with pytest.raises(sf.OptionError, match="spin_us=-1 must be None or microseconds >= 0"):
+        flow.run(spin_us=-1)
+    with pytest.raises(sf.OptionError, match="spin_us"):
+        flow.run(spin_us="50")  # type: ignore[arg-type]

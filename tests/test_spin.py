@@ -332,11 +332,17 @@ def report_waiter(items: Iterable[int], where: Any) -> int:
     return count
 
 
+@pytest.mark.parametrize("given", ["environment", "run option"])
 @pytest.mark.parametrize("backend", ["warm", "spawn"])
-def test_workers_spin_for_the_callers_budget(monkeypatch: pytest.MonkeyPatch, backend: str) -> None:
-    """The warm server started before the variable was set: its workers can only get it from the edge."""
-    monkeypatch.setenv(SPIN_ENV, str(LONG))
+def test_workers_spin_for_the_callers_budget(monkeypatch: pytest.MonkeyPatch, backend: str, given: str) -> None:
+    """The warm server started before the variable was set: its workers can only get it from the edge.
+    ``spin_us`` wins over the variable."""
     opts = dict(PROCESS_BACKENDS[backend])
+    if given == "environment":
+        monkeypatch.setenv(SPIN_ENV, str(LONG))
+    else:
+        monkeypatch.setenv(SPIN_ENV, "0")
+        opts["spin_us"] = LONG
     ctx = mp_context(opts)
     go, where = ctx.Event(), ctx.Queue()
     flow = pause_after_first(n=3, go=go).options(packets_in_flight=1) | report_waiter(where=where)

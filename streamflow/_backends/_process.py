@@ -145,6 +145,7 @@ class ProcessBackend:
 
     def __init__(self, plan: Plan, config: RunConfig) -> None:
         self._plan = plan
+        self._spin = config.spin_us  # None: the caller's STREAMFLOW_SPIN_US, or the default
         self._method = config.start_method or DEFAULT_START_METHOD
         self._forked = self._method == "fork"
         self._warm = self._method == "warm"
@@ -178,6 +179,7 @@ class ProcessBackend:
             forked=self._forked,
             reader=reader,
             index=link.index,
+            spin=self._spin,
             recoverable=link.recoverable,
         )
         self._edges.append(edge)

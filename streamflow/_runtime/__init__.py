@@ -30,7 +30,7 @@ def start(plan: Plan, config: RunConfig) -> Execution:
         _reject_timeouts(plan, config.backend)
     if backend.runs_in_caller:
         return Chained(plan, config)
-    return Supervisor(plan, config, Engine(plan, backend(plan, config), config.shutdown_timeout))
+    return Supervisor(plan, config, Engine(plan, backend(plan, config), config.shutdown_timeout, config.spin_us))
 
 
 def _reject_timeouts(plan: Plan, backend: str) -> None:

@@ -39,8 +39,9 @@ __all__ = ["Engine"]
 class Engine:
     """A plan's edges, statistics and workers on one backend."""
 
-    def __init__(self, plan: Plan, backend: Backend, grace: float = 5.0) -> None:
-        """``grace``: the run's ``shutdown_timeout``, for the workers' own clean-up."""
+    def __init__(self, plan: Plan, backend: Backend, grace: float = 5.0, spin: float | None = None) -> None:
+        """``grace``: the run's ``shutdown_timeout``, for the workers' own clean-up; ``spin``: its
+        ``spin_us``, for ordered stages' waits (None: ``STREAMFLOW_SPIN_US`` or the default)."""
         self._plan = plan
         self._grace = grace
         self._backend = backend
@@ -55,7 +56,7 @@ class Engine:
             self._memory = backend.memory(StatsTable.size(names), "the run's statistics")
             for node in plan.nodes:
                 if node.options.ordered and node.workers > 1:
-                    self._turnstiles[node.index] = _turnstile(node, backend, self._edges[node.inputs[0]])
+                    self._turnstiles[node.index] = _turnstile(node, backend, self._edges[node.inputs[0]], spin)
         except BaseException:
             self.release()
             raise
@@ -156,7 +157,7 @@ class Engine:
         self._backend.release()
 
 
-def _turnstile(node: Node, backend: Backend, edge: Edge) -> Order:
+def _turnstile(node: Node, backend: Backend, edge: Edge, spin: float | None) -> Order:
     """The shared order of an ordered node's inputs, in memory and semaphores of ``backend``,
     or kept by its input ``edge`` where workers share no memory (Ray)."""
     if not backend.shares_memory:
@@ -167,7 +168,7 @@ def _turnstile(node: Node, backend: Backend, edge: Edge) -> Order:
     # An async map worker waits in two threads: its input's, and its own for the turn.
     waiters = node.workers * (2 if node.is_async and node.per_item else 1)
     memory = backend.memory(Turnstile.size(waiters, window), f"the order of stage '{node.name}'")
-    return Turnstile(waiters, window, memory, backend.semaphore)
+    return Turnstile(waiters, window, memory, backend.semaphore, spin)
 
 
 def _waker(backend: Backend) -> Callable[[], None]:

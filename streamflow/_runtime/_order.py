@@ -78,18 +78,21 @@ def window_for(workers: int, packets_in_flight: int) -> int:
 class Turnstile:
     """The order of one stage's inputs, shared by its workers; picklable to worker processes."""
 
-    def __init__(self, workers: int, window: int, memory: Any, semaphore: Callable[[int], Lock]) -> None:
+    def __init__(
+        self, workers: int, window: int, memory: Any, semaphore: Callable[[int], Lock], spin: float | None = None
+    ) -> None:
         """``workers``: the threads that may wait, numbered from 0 (one a worker, or two for
         an async map stage's: its own and its input's); ``memory``: a buffer of
         ``Turnstile.size(workers, window)`` bytes (``.memory``); ``semaphore(value)``: a
-        semaphore every worker can use."""
+        semaphore every worker can use; ``spin``: microseconds a wait retries before it sleeps
+        (None: ``STREAMFLOW_SPIN_US`` or the default)."""
         self.workers = workers
         self.window = window
         self.buffer = memory
         self.lock = semaphore(1)  # guards the turn, the done flags and the waiting words
         self.pulling = semaphore(1)  # one worker takes an input (and its number) at a time
         self.wakes = [semaphore(0) for _ in range(workers)]
-        self.spin = spin_budget()
+        self.spin = spin_budget(spin)
         self._map()
         ctrl = self.ctrl
         ctrl[_END] = _UNKNOWN
