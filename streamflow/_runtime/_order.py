@@ -124,9 +124,7 @@ class Turnstile:
         ctrl = self.ctrl
         if ctrl[_NEXT] - ctrl[_TURN] >= self.window:
             self._wait(worker, _ROOM)
-        pulling = self.pulling
-        if not pulling.acquire(False):
-            wait(pulling.acquire, self.spin)
+        self._acquire(self.pulling)
         try:
             if ctrl[_ABORT]:
                 raise Aborted()
@@ -145,7 +143,7 @@ class Turnstile:
             ctrl[_NEXT] = seq + 1
             return item, seq
         finally:
-            pulling.release()
+            self.pulling.release()
 
     def gate(self, worker: int, seq: int) -> None:
         """Wait until outputs of input ``seq`` (-1: after the end) may leave."""
@@ -158,9 +156,8 @@ class Turnstile:
 
     def done(self, seq: int) -> None:
         """Every output of input ``seq`` has left."""
-        ctrl, lock = self.ctrl, self.lock
-        if not lock.acquire(False):
-            wait(lock.acquire, self.spin)
+        ctrl = self.ctrl
+        self._acquire(self.lock)
         try:
             if ctrl[_TURN] != seq:
                 ctrl[self._done + seq % self.window] = 1
@@ -173,7 +170,7 @@ class Turnstile:
             if ctrl[_WAITERS]:
                 self._wake_all()
         finally:
-            lock.release()
+            self.lock.release()
 
     def _wait(self, worker: int, what: int) -> None:
         """Sleep until ``what`` holds: the turn is ``what`` (a seq), every input is done
