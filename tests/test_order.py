@@ -105,13 +105,14 @@ def sleepy_square(x: int) -> int:
 
 @sf.stage
 def with_trailer(items: Iterable[int]) -> Iterator[int]:
-    """Yields its items, then, after its input ended, one trailer of its own."""
+    """Yields its items, then, after its input ended, one trailer of its own: -1 - items it saw
+    (a worker may see none)."""
     seen = 0
     for x in items:
         time.sleep(0.001 * (x % 3))
         seen += 1
         yield x
-    yield -seen
+    yield -1 - seen
 
 
 @pytest.mark.parametrize("backend", ORDERING)
@@ -120,7 +121,9 @@ def test_outputs_after_the_input_ended_leave_after_every_item(backend: str, requ
     workers = 1 if backend == "inline" else 3
     got = (range(60) | with_trailer.options(workers=workers, ordered=True) | collect).run(**options)
     assert got[:60] == list(range(60))
-    assert len(got) == 60 + workers and all(x < 0 for x in got[60:]) and -sum(got[60:]) == 60
+    trailers = got[60:]
+    assert len(trailers) == workers and all(x < 0 for x in trailers)
+    assert -sum(trailers) == 60 + workers
 
 
 @pytest.mark.parametrize("backend", ORDERING)
