@@ -46,6 +46,7 @@ __all__ = ["ShmEdge"]
 
 DEFAULT_SLOT = 64 * 1024
 _dumps, _loads = pickle.dumps, pickle.loads
+_pack_head, _unpack_head, _HEAD_SIZE = _HEAD.pack_into, _HEAD.unpack_from, _HEAD.size
 _ABORT, _CLOSED, _PRODUCERS, _CONSUMERS = 0, 1, 2, 3
 _FREE_HEAD, _FREE_TAIL, _READY_HEAD, _READY_TAIL, _MOVED, _END, _RECEIVED = 4, 5, 6, 7, 8, 9, 10
 _QUEUES = 16  # first index of the free queue
@@ -244,7 +245,7 @@ class ShmSender:
 
     __slots__ = (
         "_edge", "_ctrl", "_slots", "_free_acquire", "_free_lock", "_ready_release", "_ready_lock",
-        "_ready_base", "_ready_size", "_capacity", "_checks_main", "_index",
+        "_ready_base", "_ready_size", "_capacity", "_checks_main", "_index", "_room", "_buffers", "_keep",
         "_ring", "_next", "_sent", "_overflow", "_spin", "_spinning", "_reserved_at",
     )
 
@@ -261,6 +262,9 @@ class ShmSender:
         self._capacity = edge.capacity
         self._checks_main = edge.reader.checks_main
         self._index = -1
+        self._room = edge.slot_size - _HEAD_SIZE  # the largest pickle that goes in with its head alone
+        self._buffers: list[pickle.PickleBuffer] = []  # a message's out-of-band buffers, while it is sent
+        self._keep = self._buffers.append
         self._ring = edge.ring
         self._sent = int(self._ctrl[_MOVED]) if edge.ring else 0  # nonzero for a replacement
         self._next = self._sent % self._capacity  # ring mode: the slot to fill next
@@ -281,21 +285,25 @@ class ShmSender:
             self._edge.free.release()  # pass the wake-up on to the next waiter
             raise Aborted() if ctrl[_ABORT] else DownstreamClosed()
         if self._ring:
-            self._index = index = self._next
-            self._next = (index + 1) % self._capacity
-            if self._reserved_at >= 0:
-                ctrl[self._reserved_at] = index
-            return
-        lock = self._free_lock
+            index = self._next
+            self._next = index + 1 if index + 1 < self._capacity else 0
+        else:
+            index = self._take_free()
+        self._index = index
+        if self._reserved_at >= 0:
+            ctrl[self._reserved_at] = index
+
+    def _take_free(self) -> int:
+        """Queue mode: the index of a free slot (one is ours: ``free`` was acquired)."""
+        ctrl, lock = self._ctrl, self._free_lock
         if lock is not None:
             lock.acquire()
         position = ctrl[_FREE_HEAD]
         ctrl[_FREE_HEAD] = position + 1
-        self._index = index = ctrl[_QUEUES + position % self._capacity]
-        if self._reserved_at >= 0:
-            ctrl[self._reserved_at] = index
+        index = int(ctrl[_QUEUES + position % self._capacity])
         if lock is not None:
             lock.release()
+        return index
 
     def unreserve(self) -> None:
         if self._ring:
@@ -306,26 +314,32 @@ class ShmSender:
         else:
             # The free queue's tail is the consumers' side: hand the slot to
             # a consumer marked as empty, and it frees it as it would any other.
-            _HEAD.pack_into(self._slots[self._index], 0, 0, 0, _SKIP)
+            _pack_head(self._slots[self._index], 0, 0, 0, _SKIP)
             self._post()
         self._index = -1
 
     def send(self, item: Any) -> None:
-        buffers: list[pickle.PickleBuffer] = []
         try:
-            main = _dumps(item, 5, buffer_callback=buffers.append)
-            plain = not (self._checks_main and b"__main__" in main)
-        except Exception:  # noqa: BLE001 - retried by value below
-            plain = False
+            main: bytes | None = _dumps(item, 5, buffer_callback=self._keep)
+        except Exception:  # noqa: BLE001 - retried by value in _send_packed
+            main = None
         slot = self._slots[self._index]
-        size = len(main) + _HEAD.size if plain else 0
-        if plain and not buffers and size <= len(slot):
-            _HEAD.pack_into(slot, 0, size - _HEAD.size, 0, 0)
-            slot[_HEAD.size : size] = main
+        if (
+            main is not None
+            and len(main) <= self._room
+            and not self._buffers
+            and not (self._checks_main and b"__main__" in main)
+        ):
+            _pack_head(slot, 0, len(main), 0, 0)
+            slot[_HEAD_SIZE : _HEAD_SIZE + len(main)] = main
         else:
-            self._send_packed(slot, item, Packed(main, [b.raw() for b in buffers]) if plain else None)
+            self._send_packed(slot, item, main)
         self._sent += 1
-        self._post()
+        if self._ring and self._reserved_at < 0:  # the common case, inline
+            self._ctrl[_MOVED] = self._sent
+            self._ready_release()
+        else:
+            self._post()
 
     def _post(self) -> None:
         """Hand the reserved slot to the consumers."""
@@ -346,10 +360,17 @@ class ShmSender:
             ctrl[_MOVED] += 1  # under no lock: a lost count still shows movement
         self._ready_release()
 
-    def _send_packed(self, slot: memoryview, item: Any, packed: Packed | None) -> None:
-        edge = self._edge
-        if packed is None:
-            packed = pack_message(item, edge.reader, edge.name)
+    def _send_packed(self, slot: memoryview, item: Any, main: bytes | None) -> None:
+        """Send what the fast path cannot: out-of-band buffers, a message over the slot,
+        or one that plain pickle cannot make for this edge's reader."""
+        edge, buffers = self._edge, self._buffers
+        try:
+            if main is not None and not (self._checks_main and b"__main__" in main):
+                packed = Packed(main, [b.raw() for b in buffers])
+            else:
+                packed = pack_message(item, edge.reader, edge.name)
+        finally:
+            buffers.clear()
         if packed.size <= len(slot):
             write(slot, packed)
         elif edge.limit is not None:
@@ -360,7 +381,7 @@ class ShmSender:
         else:
             with self._overflow.view(self._index, packed.size, grow=True) as view:
                 write(view, packed)
-            _HEAD.pack_into(slot, 0, packed.size, 0, _OVERFLOW)
+            _pack_head(slot, 0, packed.size, 0, _OVERFLOW)
 
     def close(self) -> None:
         edge = self._edge
@@ -397,7 +418,7 @@ class ShmReceiver:
     """The consuming end of an edge; asking for a packet frees the previous one."""
 
     __slots__ = (
-        "_edge", "_ctrl", "_slots", "_ready_acquire", "_ready_lock", "_free_release", "_free_lock",
+        "_edge", "_ctrl", "_slots", "_ready_acquire", "_ready_lock", "_free_release",
         "_ready_base", "_ready_size", "_capacity", "_held", "_ended", "_finished", "_copy",
         "_ring", "_next", "_received", "_overflow", "_spin", "_spinning", "_held_at",
     )
@@ -409,7 +430,6 @@ class ShmReceiver:
         self._ready_acquire = edge.ready.acquire
         self._ready_lock = edge.consumer_lock
         self._free_release = edge.free.release
-        self._free_lock = edge.consumer_lock
         self._ready_base = edge.ready_base
         self._ready_size = edge.ready_size
         self._capacity = edge.capacity
@@ -440,17 +460,8 @@ class ShmReceiver:
             self._forget_held()
         if self._ring:
             self._free_release()
-            return
-        ctrl = self._ctrl
-        lock = self._free_lock
-        if lock is not None:
-            lock.acquire()
-        position = ctrl[_FREE_TAIL]
-        ctrl[_QUEUES + position % self._capacity] = held
-        ctrl[_FREE_TAIL] = position + 1
-        if lock is not None:
-            lock.release()
-        self._free_release()
+        else:
+            _release(self._edge, held)
 
     def __next__(self) -> Any:
         if self._held >= 0:
@@ -482,17 +493,27 @@ class ShmReceiver:
                 raise StopIteration
             self._received += 1
             index = self._next
-            self._next = (index + 1) % self._capacity
+            self._next = index + 1 if index + 1 < self._capacity else 0
             if self._held_at >= 0:
                 ctrl[_RECEIVED] = self._received
                 ctrl[self._held_at] = index
-            return self._decode(index)
-        lock = self._ready_lock
+        else:
+            index = self._take_ready()
+        self._held = index
+        slot = self._slots[index]
+        size, count, flags = _unpack_head(slot, 0)
+        if not (count or flags):  # a plain pickle: the common case, inline
+            return _loads(slot[_HEAD_SIZE : _HEAD_SIZE + size])
+        return self._decode(index)
+
+    def _take_ready(self) -> int:
+        """Queue mode: the index of a ready slot; at the end of the stream, raises StopIteration."""
+        ctrl, lock = self._ctrl, self._ready_lock
         if lock is not None:
             lock.acquire()
         position = ctrl[_READY_HEAD]
         ctrl[_READY_HEAD] = position + 1
-        index = ctrl[self._ready_base + position % self._ready_size]
+        index = int(ctrl[self._ready_base + position % self._ready_size])
         if self._held_at >= 0 and index >= 0:
             ctrl[self._held_at] = index
         if lock is not None:
@@ -500,14 +521,14 @@ class ShmReceiver:
         if index < 0:
             self._ended = True
             raise StopIteration
-        return self._decode(index)
+        return index
 
     def _decode(self, index: int) -> Any:
         self._held = index
         slot = self._slots[index]
-        size, count, flags = _HEAD.unpack_from(slot, 0)
+        size, count, flags = _unpack_head(slot, 0)
         if not (count or flags):
-            return _loads(slot[_HEAD.size : _HEAD.size + size])
+            return _loads(slot[_HEAD_SIZE : _HEAD_SIZE + size])
         if flags == _SKIP:
             return self.__next__()  # frees this slot, then waits for a real packet
         if flags == _OVERFLOW:
