@@ -124,7 +124,9 @@ class Turnstile:
         ctrl = self.ctrl
         if ctrl[_NEXT] - ctrl[_TURN] >= self.window:
             self._wait(worker, _ROOM)
-        self._acquire(self.pulling)
+        pulling = self.pulling
+        if not pulling.acquire(False):
+            wait(pulling.acquire, self.spin)
         try:
             if ctrl[_ABORT]:
                 raise Aborted()
@@ -143,7 +145,7 @@ class Turnstile:
             ctrl[_NEXT] = seq + 1
             return item, seq
         finally:
-            self.pulling.release()
+            pulling.release()
 
     def gate(self, worker: int, seq: int) -> None:
         """Wait until outputs of input ``seq`` (-1: after the end) may leave."""
@@ -156,8 +158,9 @@ class Turnstile:
 
     def done(self, seq: int) -> None:
         """Every output of input ``seq`` has left."""
-        ctrl = self.ctrl
-        self._acquire(self.lock)
+        ctrl, lock = self.ctrl, self.lock
+        if not lock.acquire(False):
+            wait(lock.acquire, self.spin)
         try:
             if ctrl[_TURN] != seq:
                 ctrl[self._done + seq % self.window] = 1
@@ -170,7 +173,7 @@ class Turnstile:
             if ctrl[_WAITERS]:
                 self._wake_all()
         finally:
-            self.lock.release()
+            lock.release()
 
     def _wait(self, worker: int, what: int) -> None:
         """Sleep until ``what`` holds: the turn is ``what`` (a seq), every input is done

@@ -212,8 +212,7 @@ class _Counted:
 def _pump(items: Iterator[Any], sender: Sender, counters: Counters, gate: Callable[[], None] | None = None) -> None:
     """Move ``items`` onto ``sender``, one reserved slot per packet; ``gate``: called before each
     send (an ordered stage's output waits there for its input's turn)."""
-    reserve = sender.reserve
-    send = sender.send if gate is None else _gated(sender.send, gate)
+    reserve, send = sender.reserve, sender.send
     try:
         while True:
             counters.blocked_since = started = perf_counter()
@@ -227,6 +226,8 @@ def _pump(items: Iterator[Any], sender: Sender, counters: Counters, gate: Callab
             except StopIteration:
                 sender.unreserve()
                 break
+            if gate is not None:
+                gate()
             send(item)
             counters.items_out += 1
     except DownstreamClosed:
@@ -235,14 +236,6 @@ def _pump(items: Iterator[Any], sender: Sender, counters: Counters, gate: Callab
         _close(items)
         raise
     sender.close()
-
-
-def _gated(send: Callable[[Any], None], gate: Callable[[], None]) -> Callable[[Any], None]:
-    def gated_send(item: Any) -> None:
-        gate()
-        send(item)
-
-    return gated_send
 
 
 def _close(items: Iterator[Any]) -> None:
