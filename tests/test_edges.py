@@ -9,12 +9,13 @@ processes, which the flow tests cover.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from streamflow._transport import Aborted, DownstreamClosed, Edge
+from streamflow._transport import Aborted, DownstreamClosed, Edge, _clock
 from streamflow._transport._local import LocalEdge
 from streamflow._transport._memory import new_run_id, sweep
 from streamflow._transport._serialize import Reader
@@ -258,3 +259,36 @@ def test_moved_counts_packets(make_edge: MakeEdge) -> None:
     sender.close()
     assert list(edge.receiver(0)) == [0, 1, 2]
     assert edge.moved() != before
+
+
+def test_only_waits_that_block_are_timed(
+    make_edge: MakeEdge, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A free slot or a waiting packet reads no clock; a wait that blocks is timed on the end's clock."""
+    if request.node.callspec.params["make_edge"] == "ray":
+        pytest.skip("a Ray end times every call it makes to the edge's hub")
+    reads: list[float] = []
+
+    def counted() -> float:
+        reads.append(time.perf_counter())
+        return reads[-1]
+
+    monkeypatch.setattr(_clock, "perf_counter", counted)
+    edge = make_edge(4)
+    sender, receiver = edge.sender(0), edge.receiver(0)
+    for item in range(3):
+        sender.reserve()
+        sender.send(item)
+    assert [next(receiver) for _ in range(3)] == [0, 1, 2]
+    assert reads == []
+
+    taken: list[Any] = []
+    consumer = threading.Thread(target=lambda: taken.append(next(receiver)), daemon=True)
+    consumer.start()
+    assert _blocked(consumer)
+    sender.reserve()
+    sender.send(3)
+    consumer.join(10)
+    assert taken == [3] and len(reads) == 2
+    assert receiver.clock.total > 0.2 and receiver.clock.since == 0.0
+    assert sender.clock.total == 0.0

@@ -198,6 +198,25 @@ def test_counts_and_waits_reach_the_caller_by_time(parallel_opts: dict[str, Any]
         run.cancel()
 
 
+def test_a_producer_waiting_for_room_shows_blocked_while_it_waits(parallel_opts: dict[str, Any]) -> None:
+    """Waits are timed by the edges, only when they block: a blocked producer still shows."""
+    release = threading.Event() if parallel_opts["backend"] == "thread" else None
+    run = (
+        count_to(n=100).options(packets_in_flight=1) | hold(release=release) | total
+    ).start(shutdown_timeout=0.5, **parallel_opts)
+    try:
+        def by_name() -> dict[str, Any]:
+            return {s.stage: s for s in run.stats()}
+
+        _eventually(lambda: by_name()["count_to"].blocked > 0.3)
+        stages = by_name()
+        assert stages["count_to"].busy_share < 0.5 and stages["count_to"].waiting == 0
+    finally:
+        if release is not None:
+            release.set()
+        run.cancel()
+
+
 def test_rates_are_per_second_of_the_run_for_every_stage(parallel_opts: dict[str, Any]) -> None:
     run = (count_to(n=scaled(parallel_opts, 500)) | square | total).start(**parallel_opts)
     run.result()

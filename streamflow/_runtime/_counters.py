@@ -5,14 +5,15 @@
     worker, per packet                      flusher thread, one a process       caller
     ------------------                      -----------------------------       ------
     counters.items_in += 1                  every 0.1 s: counters.write()  -->  StatsTable row
-    counters.waiting_since = t (a wait)     (a wait in progress counts           (shared memory for
-    counters.waiting += waited                up to the moment of writing)        worker processes)
+    (an end about to block:                 (a wait in progress counts           (shared memory for
+      with counters.input: ...)               up to the moment of writing)        worker processes)
 
 On its path a worker only updates attributes of its ``Counters``: no lock,
-no shared memory, no clock read beyond the ones that time its waits.  The
-process's flusher writes every registered worker's row every ``INTERVAL``
-seconds, so the caller's numbers are never older than that, whatever the
-pace of the stage; a worker writes its row once more as it ends.
+no shared memory, no clock read.  Its ends time the waits that block, on
+the worker's two clocks (``_transport._clock``).  The process's flusher
+writes every registered worker's row every ``INTERVAL`` seconds, so the
+caller's numbers are never older than that, whatever the pace of the
+stage; a worker writes its row once more as it ends.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from time import perf_counter
 from typing import Any
 
 from .._stats import BLOCKED, ITEMS_IN, ITEMS_OUT, RETRIES, SKIPS, TIMEOUTS, WAITING
+from .._transport._clock import Clock
 
 __all__ = ["INTERVAL", "Counters", "counting"]
 
@@ -32,19 +34,14 @@ INTERVAL = 0.1  # seconds between writes of the counters
 class Counters:
     """What one worker has done, kept where it is cheap to update."""
 
-    __slots__ = (
-        "row", "items_in", "items_out", "waiting", "blocked", "waiting_since", "blocked_since",
-        "retries", "skips", "timeouts",
-    )
+    __slots__ = ("row", "items_in", "items_out", "input", "output", "retries", "skips", "timeouts")
 
     def __init__(self, row: Any) -> None:
         self.row = row
         self.items_in = int(row[ITEMS_IN])  # a worker taking over a row goes on counting
         self.items_out = int(row[ITEMS_OUT])
-        self.waiting = row[WAITING]
-        self.blocked = row[BLOCKED]
-        self.waiting_since = 0.0  # when the wait for input in progress began
-        self.blocked_since = 0.0  # when the wait for a free output slot in progress began
+        self.input = Clock(row[WAITING])  # waiting for input
+        self.output = Clock(row[BLOCKED])  # waiting for a free output slot
         self.retries = int(row[RETRIES])  # what the stage's failure policy did
         self.skips = int(row[SKIPS])
         self.timeouts = int(row[TIMEOUTS])
@@ -55,10 +52,8 @@ class Counters:
         row = self.row
         row[ITEMS_IN] = self.items_in
         row[ITEMS_OUT] = self.items_out
-        since = self.waiting_since
-        row[WAITING] = self.waiting + (now - since if since else 0.0)
-        since = self.blocked_since
-        row[BLOCKED] = self.blocked + (now - since if since else 0.0)
+        row[WAITING] = self.input.read(now)
+        row[BLOCKED] = self.output.read(now)
         row[RETRIES] = self.retries
         row[SKIPS] = self.skips
         row[TIMEOUTS] = self.timeouts

@@ -33,7 +33,7 @@ instead (``OrderedEdge``), behind the same face (``Order``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 from .._transport import Aborted, Receiver
@@ -51,7 +51,7 @@ _UNKNOWN = 1 << 62  # _END before the input ended
 class Order(Protocol):
     """What an ordered stage's workers share: ``Turnstile``, or one an edge keeps (``OrderedEdge``)."""
 
-    def take(self, worker: int, receiver: Iterator[Any]) -> tuple[Any, int]: ...
+    def take(self, worker: int, receiver: Receiver) -> tuple[Any, int]: ...
     def gate(self, worker: int, seq: int) -> None: ...
     def done(self, seq: int) -> None: ...
     def abort(self) -> None: ...
@@ -119,14 +119,17 @@ class Turnstile:
 
     # -- a worker's side ----------------------------------------------------------
 
-    def take(self, worker: int, receiver: Iterator[Any]) -> tuple[Any, int]:
-        """The next input and its number; ``StopIteration`` at the end of the stream."""
+    def take(self, worker: int, receiver: Receiver) -> tuple[Any, int]:
+        """The next input and its number; ``StopIteration`` at the end of the stream.
+        Its waits are the worker's waits for input (``receiver.clock``)."""
         ctrl = self.ctrl
         if ctrl[_NEXT] - ctrl[_TURN] >= self.window:
-            self._wait(worker, _ROOM)
+            with receiver.clock:
+                self._wait(worker, _ROOM)
         pulling = self.pulling
         if not pulling.acquire(False):
-            wait(pulling.acquire, self.spin)
+            with receiver.clock:
+                wait(pulling.acquire, self.spin)
         try:
             if ctrl[_ABORT]:
                 raise Aborted()

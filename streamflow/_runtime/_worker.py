@@ -56,6 +56,8 @@ def run_job(job: Job, report: Report) -> None:
     counters = Counters(row)
     calls = node.is_async and node.per_item  # several inputs in flight at once (``_async.Calls``)
     receiver = job.inputs[0].receiver(worker) if job.inputs else None
+    if receiver is not None:
+        receiver.clock = counters.input  # it times the waits that block
     order: InOrder | Numbered | None = None
     if receiver is not None and job.order is not None:
         order = Numbered(job.order, worker, node.workers, receiver) if calls else InOrder(job.order, worker, receiver)
@@ -66,6 +68,8 @@ def run_job(job: Job, report: Report) -> None:
     try:
         with counting(counters), working_as(node, worker):
             sender = job.outputs[0].sender(worker) if job.outputs else None
+            if sender is not None:
+                sender.clock = counters.output
             if sender is not None and receiver is not None:
                 carry(receiver, sender)
             gate = order.gate if isinstance(order, InOrder) else None  # each output waits for its input's turn
@@ -168,7 +172,10 @@ _NOTHING: Any = object()
 
 
 class _Counted:
-    """The input stream a stage sees: the receiver, counted and timed; ``last`` is its last item."""
+    """The input stream a stage sees: the receiver, counted; ``last`` is its last item.
+
+    Its waits are timed by the receiver, and only when they block (``_transport._clock``).
+    """
 
     __slots__ = ("_receiver", "_counters", "last")
 
@@ -181,28 +188,14 @@ class _Counted:
         return self
 
     def __next__(self) -> Any:
-        counters = self._counters
-        counters.waiting_since = started = perf_counter()
-        try:
-            item = next(self._receiver)
-        finally:
-            counters.waiting += perf_counter() - started
-            counters.waiting_since = 0.0
-        counters.items_in += 1
-        self.last = item
+        self.last = item = next(self._receiver)
+        self._counters.items_in += 1
         return item
 
     def next_within(self, seconds: float) -> Any:
         """The next item, waiting at most ``seconds``; raises ``Quiet`` if none came (``sf.batch``)."""
-        counters = self._counters
-        counters.waiting_since = started = perf_counter()
-        try:
-            item = self._receiver.next_within(seconds)
-        finally:
-            counters.waiting += perf_counter() - started
-            counters.waiting_since = 0.0
-        counters.items_in += 1
-        self.last = item
+        self.last = item = self._receiver.next_within(seconds)
+        self._counters.items_in += 1
         return item
 
     def finish(self) -> None:
@@ -215,12 +208,7 @@ def _pump(items: Iterator[Any], sender: Sender, counters: Counters, gate: Callab
     reserve, send = sender.reserve, sender.send
     try:
         while True:
-            counters.blocked_since = started = perf_counter()
-            try:
-                reserve()
-            finally:
-                counters.blocked += perf_counter() - started
-                counters.blocked_since = 0.0
+            reserve()
             try:
                 item = next(items)
             except StopIteration:

@@ -17,6 +17,8 @@ import dataclasses
 from collections.abc import Iterator
 from typing import Any, Protocol
 
+from ._clock import Clock
+
 __all__ = [
     "Aborted", "DownstreamClosed", "Edge", "Held", "Receiver", "Quiet", "Sender", "Stop", "Unrecoverable", "carry",
 ]
@@ -42,6 +44,8 @@ class DownstreamClosed(Stop):
 
 
 class Sender(Protocol):
+    clock: Clock  # times the waits for a free slot that block (``_clock``)
+
     def reserve(self) -> None:
         """Block until the edge has a free slot and hold it.
 
@@ -60,6 +64,8 @@ class Sender(Protocol):
 
 
 class Receiver(Protocol):
+    clock: Clock  # times the waits for a packet that block (``_clock``)
+
     def __iter__(self) -> Iterator[Any]: ...
 
     def __next__(self) -> Any:

@@ -19,6 +19,7 @@ from queue import Empty, SimpleQueue
 from typing import Any
 
 from . import Aborted, DownstreamClosed, Quiet, Unrecoverable
+from ._clock import Clock
 
 __all__ = ["LocalEdge"]
 
@@ -81,15 +82,20 @@ class LocalEdge(Unrecoverable):
 
 
 class LocalSender:
-    __slots__ = ("_edge", "_slots", "_items")
+    __slots__ = ("_edge", "_slots", "_items", "clock")
 
     def __init__(self, edge: LocalEdge) -> None:
+        self.clock = Clock()
         self._edge = edge
         self._slots = edge._slots
         self._items = edge._items
 
     def reserve(self) -> None:
-        token = self._slots.get()
+        try:
+            token = self._slots.get_nowait()
+        except Empty:
+            with self.clock:
+                token = self._slots.get()
         if token is not _SLOT:
             self._slots.put(token)
             raise Aborted() if token is _ABORT else DownstreamClosed()
@@ -106,9 +112,10 @@ class LocalSender:
 
 
 class LocalReceiver:
-    __slots__ = ("_edge", "_slots", "_items", "_held", "_ended", "_finished")
+    __slots__ = ("_edge", "_slots", "_items", "_held", "_ended", "_finished", "clock")
 
     def __init__(self, edge: LocalEdge) -> None:
+        self.clock = Clock()
         self._edge = edge
         self._slots = edge._slots
         self._items = edge._items
@@ -130,7 +137,12 @@ class LocalReceiver:
             self.release()
         if self._ended:
             raise StopIteration
-        return self._took(self._items.get())
+        try:
+            item = self._items.get_nowait()
+        except Empty:
+            with self.clock:
+                item = self._items.get()
+        return self._took(item)
 
     def next_within(self, seconds: float) -> Any:
         if self._held:
@@ -138,9 +150,13 @@ class LocalReceiver:
         if self._ended:
             raise StopIteration
         try:
-            item = self._items.get(timeout=max(0.0, seconds))
+            item = self._items.get_nowait()
         except Empty:
-            raise Quiet() from None
+            with self.clock:
+                try:
+                    item = self._items.get(timeout=max(0.0, seconds))
+                except Empty:
+                    raise Quiet() from None
         return self._took(item)
 
     def _took(self, item: Any) -> Any:

@@ -38,12 +38,12 @@ import copy
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
 from typing import Any
 
 import ray
 
-from . import Aborted, DownstreamClosed, Held, Quiet, Sender
+from . import Aborted, DownstreamClosed, Held, Quiet, Receiver, Sender
+from ._clock import Clock
 from ._hub import ABORTED, CLOSED, OK, QUIET, Key, Outgoing, hub
 from ._serialize import Reader, dumps_message, loads
 
@@ -167,6 +167,7 @@ class RaySender:
     ) -> None:
         """``share``: the most slots this producer takes at once, its share of
         the edge's, so that one producer cannot hoard slots the others need."""
+        self.clock = Clock()
         self._hub = hub
         self._key = key
         self._stage = stage
@@ -187,7 +188,8 @@ class RaySender:
     def reserve(self) -> None:
         if self._credit == 0:
             self._flush()  # about to wait for a slot: what is built must go first
-            state, taken = _get(self._hub.reserve.remote(self._key, self._producer, self._share))
+            with self.clock:
+                state, taken = _get(self._hub.reserve.remote(self._key, self._producer, self._share))
             if state != OK:
                 self._closed.set()  # nothing more will be sent: the flusher can stop
                 raise Aborted() if state == ABORTED else DownstreamClosed()
@@ -262,6 +264,7 @@ class RayReceiver:
         ``holder``: its endpoint, if its worker may be replaced (one packet at a
         time, recorded in the hub); ``ordered``: it reads for an ordered stage
         with several workers (one packet at a time: its number is ``seq``)."""
+        self.clock = Clock()
         self._hub = hub
         self._key = key
         self._copy = not shared_buffer
@@ -307,7 +310,8 @@ class RayReceiver:
         if not self._batch:
             outgoing = None if self._carried is None else self._carried.outgoing()
             call = self._hub.next.remote(self._key, self._done, self._share, seconds, self._holder, outgoing)
-            state, boxes, self._next_seq = _get(call)
+            with self.clock:
+                state, boxes, self._next_seq = _get(call)
             self._done = 0
             if state == QUIET:
                 raise Quiet()
@@ -359,7 +363,7 @@ class RayTurnstile:
         self._receiver: RayReceiver | None = None  # this worker's, which says when an input is done
         self._passed = -2  # the input whose turn this worker saw come (the turn stays until it is done)
 
-    def take(self, worker: int, receiver: Iterator[Any]) -> tuple[Any, int]:
+    def take(self, worker: int, receiver: Receiver) -> tuple[Any, int]:
         """The next input and its number in the edge; ``StopIteration`` at the end of the stream."""
         assert isinstance(receiver, RayReceiver)
         self._receiver = receiver

@@ -37,6 +37,7 @@ from typing import Any
 from .._errors import MessageTooLarge
 from . import Aborted, DownstreamClosed, Held, Quiet
 from ._memory import SharedBuffer, posixshmem, reserve
+from ._clock import Clock
 from ._sem import Semaphore
 from ._serialize import HEAD as _HEAD
 from ._serialize import Packed, Reader, pack_message, read, write
@@ -246,10 +247,11 @@ class ShmSender:
     __slots__ = (
         "_edge", "_ctrl", "_slots", "_free_acquire", "_free_lock", "_ready_release", "_ready_lock",
         "_ready_base", "_ready_size", "_capacity", "_checks_main", "_index", "_room", "_buffers", "_keep",
-        "_ring", "_next", "_sent", "_overflow", "_spin", "_spinning", "_reserved_at",
+        "_ring", "_next", "_sent", "_overflow", "_spin", "_spinning", "_reserved_at", "clock",
     )
 
     def __init__(self, edge: ShmEdge, endpoint: int = 0) -> None:
+        self.clock = Clock()
         self._edge = edge
         self._ctrl = edge.ctrl
         self._slots = edge.slots
@@ -279,7 +281,8 @@ class ShmSender:
 
     def reserve(self) -> None:
         if not self._free_acquire(False):
-            self._spinning = wait(self._free_acquire, self._spin, self._spinning)
+            with self.clock:
+                self._spinning = wait(self._free_acquire, self._spin, self._spinning)
         ctrl = self._ctrl
         if ctrl[_ABORT] or ctrl[_CLOSED]:
             self._edge.free.release()  # pass the wake-up on to the next waiter
@@ -420,10 +423,11 @@ class ShmReceiver:
     __slots__ = (
         "_edge", "_ctrl", "_slots", "_ready_acquire", "_ready_lock", "_free_release",
         "_ready_base", "_ready_size", "_capacity", "_held", "_ended", "_finished", "_copy",
-        "_ring", "_next", "_received", "_overflow", "_spin", "_spinning", "_held_at",
+        "_ring", "_next", "_received", "_overflow", "_spin", "_spinning", "_held_at", "clock",
     )
 
     def __init__(self, edge: ShmEdge, endpoint: int = 0) -> None:
+        self.clock = Clock()
         self._edge = edge
         self._ctrl = edge.ctrl
         self._slots = edge.slots
@@ -469,7 +473,8 @@ class ShmReceiver:
         if self._ended:
             raise StopIteration
         if not self._ready_acquire(False):
-            self._spinning = wait(self._ready_acquire, self._spin, self._spinning)
+            with self.clock:
+                self._spinning = wait(self._ready_acquire, self._spin, self._spinning)
         return self._take()
 
     def next_within(self, seconds: float) -> Any:
@@ -477,8 +482,10 @@ class ShmReceiver:
             self.release()
         if self._ended:
             raise StopIteration
-        if not self._ready_acquire(True, max(0.0, seconds)):
-            raise Quiet()
+        if not self._ready_acquire(False):
+            with self.clock:
+                if not self._ready_acquire(True, max(0.0, seconds)):
+                    raise Quiet()
         return self._take()
 
     def _take(self) -> Any:
@@ -576,6 +583,14 @@ class _Replaying:
     def __init__(self, receiver: ShmReceiver, index: int) -> None:
         self._receiver = receiver
         self._first = index
+
+    @property
+    def clock(self) -> Clock:
+        return self._receiver.clock
+
+    @clock.setter
+    def clock(self, clock: Clock) -> None:
+        self._receiver.clock = clock
 
     def __iter__(self) -> _Replaying:
         return self
