@@ -7,7 +7,10 @@
                                                        <--next-- (returns a slot token)
 
 Both queues are C-level ``SimpleQueue``s, so the per-packet path takes no
-Python-level lock.  Control tokens (end, abort, downstream closed) travel
+Python-level lock.  An end alone on its side of the edge looks before it
+takes: what it sees is its own, so only a wait that blocks reads the clock
+(``_clock``); ends that share a side time every take (between the look and
+the take, another could take what was seen).  Control tokens (end, abort, downstream closed) travel
 through the same queues; abort and close tokens are put back by whoever
 reads them, so every waiter sees them.
 """
@@ -39,6 +42,8 @@ class LocalEdge(Unrecoverable):
         self._items: SimpleQueue[Any] = SimpleQueue()
         self._producers = producers
         self._consumers = consumers
+        self._shared_by_producers = producers > 1
+        self._shared_by_consumers = consumers > 1
         self._consumers_left = consumers
         self._lock = threading.Lock()  # taken only when a worker ends
         self._moved = 0  # packets sent; read by the inactivity watchdog
@@ -82,18 +87,19 @@ class LocalEdge(Unrecoverable):
 
 
 class LocalSender:
-    __slots__ = ("_edge", "_slots", "_items", "clock")
+    __slots__ = ("_edge", "_slots", "_items", "_alone", "clock")
 
     def __init__(self, edge: LocalEdge) -> None:
         self.clock = Clock()
         self._edge = edge
         self._slots = edge._slots
         self._items = edge._items
+        self._alone = not edge._shared_by_producers  # a free slot it sees is its own
 
     def reserve(self) -> None:
-        try:
-            token = self._slots.get_nowait()
-        except Empty:
+        if self._alone and not self._slots.empty():
+            token = self._slots.get()
+        else:
             with self.clock:
                 token = self._slots.get()
         if token is not _SLOT:
@@ -112,13 +118,14 @@ class LocalSender:
 
 
 class LocalReceiver:
-    __slots__ = ("_edge", "_slots", "_items", "_held", "_ended", "_finished", "clock")
+    __slots__ = ("_edge", "_slots", "_items", "_held", "_ended", "_finished", "_alone", "clock")
 
     def __init__(self, edge: LocalEdge) -> None:
         self.clock = Clock()
         self._edge = edge
         self._slots = edge._slots
         self._items = edge._items
+        self._alone = not edge._shared_by_consumers  # a packet it sees waiting is its own
         self._held = False
         self._ended = False
         self._finished = False
@@ -137,9 +144,9 @@ class LocalReceiver:
             self.release()
         if self._ended:
             raise StopIteration
-        try:
-            item = self._items.get_nowait()
-        except Empty:
+        if self._alone and not self._items.empty():
+            item = self._items.get()
+        else:
             with self.clock:
                 item = self._items.get()
         return self._took(item)
@@ -149,9 +156,9 @@ class LocalReceiver:
             self.release()
         if self._ended:
             raise StopIteration
-        try:
-            item = self._items.get_nowait()
-        except Empty:
+        if self._alone and not self._items.empty():
+            item = self._items.get()
+        else:
             with self.clock:
                 try:
                     item = self._items.get(timeout=max(0.0, seconds))

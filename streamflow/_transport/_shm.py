@@ -36,8 +36,8 @@ from typing import Any
 
 from .._errors import MessageTooLarge
 from . import Aborted, DownstreamClosed, Held, Quiet
-from ._memory import SharedBuffer, posixshmem, reserve
 from ._clock import Clock
+from ._memory import SharedBuffer, posixshmem, reserve
 from ._sem import Semaphore
 from ._serialize import HEAD as _HEAD
 from ._serialize import Packed, Reader, pack_message, read, write
