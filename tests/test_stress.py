@@ -1,8 +1,10 @@
 """Reliability: many randomized flows with injected faults (marker ``stress``).
 
 Run with ``python3 -m pytest -m stress`` (``STREAMFLOW_STRESS_RUNS`` sets how
-many scenarios; default 240).  Each scenario is its own test, so the leak
-guard checks every run, and each is bounded by a timeout: a hang fails.
+many scenarios; default 240; ``STREAMFLOW_POLICY_RUNS``,
+``STREAMFLOW_RAY_POLICY_RUNS`` and ``STREAMFLOW_HANDOFF_RUNS`` those of the
+other kinds).  Each scenario is its own test, so the leak guard checks every
+run, and each is bounded by a timeout: a hang fails.
 """
 
 from __future__ import annotations
@@ -143,6 +145,49 @@ def test_random_flow_with_faults(seed: int) -> None:
         assert got == expected
     else:
         assert Counter(got) == Counter(expected)
+
+
+# -- long streams of small messages: every hand-off intact ---------------------------------------
+
+HANDOFF_RUNS = int(os.environ.get("STREAMFLOW_HANDOFF_RUNS", "60"))
+
+
+@sf.stage
+def records(n: int) -> Iterator[dict[str, Any]]:
+    for index in range(n):
+        yield {"index": index, "name": "item", "pad": "x" * (index % 50)}
+
+
+@sf.stage
+def intact(items: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    for item in items:
+        assert item["name"] == "item" and item["pad"] == "x" * (item["index"] % 50), item
+        yield item
+
+
+@sf.stage
+def indexes(items: Iterable[dict[str, Any]]) -> list[int]:
+    out = []
+    for item in items:
+        assert item["name"] == "item" and item["pad"] == "x" * (item["index"] % 50), item
+        out.append(item["index"])
+    return out
+
+
+@pytest.mark.parametrize("seed", range(HANDOFF_RUNS))
+def test_long_streams_of_small_messages_arrive_intact(seed: int) -> None:
+    """Thousands of hand-offs a run, where a race on the per-packet path would show: every
+    message is checked where it arrives, none is lost or doubled, and one worker keeps order."""
+    rnd = random.Random(seed)
+    setup = dict(SETUPS[1 + seed % (len(SETUPS) - 1)])  # every backend with edges
+    n = rnd.choice([2_000, 20_000])
+    workers = rnd.choice([1, 1, 2, 3])
+    options = {"packets_in_flight": workers * rnd.choice([1, 2, 8]), "max_message_size": rnd.choice([4096, None])}
+    if setup["backend"] == "thread":
+        options.pop("max_message_size")
+    flow = records(n=n).options(**options) | intact.options(workers=workers, **options) | indexes
+    got = flow.run(**setup)
+    assert got == list(range(n)) if workers == 1 else sorted(got) == list(range(n))
 
 
 # -- failure policies: bad items that raise, time out or kill their worker ------------------------
