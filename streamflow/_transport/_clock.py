@@ -39,6 +39,7 @@ class Clock:
 
     def read(self, now: float) -> float:
         """The total, counting a wait in progress up to ``now`` (read from another thread)."""
-        # In this order: a wait that ends in between is missed once, never counted twice.
+        # In this order: a wait that ends in between is missed once, never counted twice;
+        # one that began after ``now`` has nothing to count yet.
         total, since = self.total, self.since
-        return total + (now - since if since else 0.0)
+        return total + (now - since if 0.0 < since < now else 0.0)
