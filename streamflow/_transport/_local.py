@@ -7,12 +7,14 @@
                                                        <--next-- (returns a slot token)
 
 Both queues are C-level ``SimpleQueue``s, so the per-packet path takes no
-Python-level lock.  An end alone on its side of the edge looks before it
-takes: what it sees is its own, so only a wait that blocks reads the clock
-(``_clock``); ends that share a side time every take (between the look and
-the take, another could take what was seen).  Control tokens (end, abort, downstream closed) travel
+Python-level lock.  Control tokens (end, abort, downstream closed) travel
 through the same queues; abort and close tokens are put back by whoever
 reads them, so every waiter sees them.
+
+An end alone on its side of the edge looks before it takes: what it sees
+is its own, so only a wait that blocks reads the clock (``_clock``).  Ends
+that share a side time every take: between the look and the take, another
+could take what was seen.
 """
 
 from __future__ import annotations
