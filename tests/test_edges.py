@@ -292,3 +292,35 @@ def test_only_waits_that_block_are_timed(
     assert taken == [3] and len(reads) == 2
     assert receiver.clock.total > 0.2 and receiver.clock.since == 0.0
     assert sender.clock.total == 0.0
+
+
+def test_a_numbered_edge_numbers_its_packets_across_consumers(make_edge: MakeEdge) -> None:
+    """Every number is given once, in the edge's order: to a packet, to a slot a producer gave
+    back unused (``gap``), or to each consumer's end of the stream, after every packet."""
+    edge = make_edge(8, 2, 2)
+    if not edge.numbered:
+        pytest.skip("this edge does not number its packets")
+    first, second = edge.sender(0), edge.sender(1)
+    for sender, item in [(first, "a"), (second, "b"), (first, "c")]:
+        sender.reserve()
+        sender.send(item)
+    second.reserve()
+    second.unreserve()  # a number without a packet
+    first.reserve()
+    first.send("d")
+    first.close()
+    second.close()
+    receivers = [edge.receiver(0), edge.receiver(1)]
+    gaps: list[int] = []
+    for receiver in receivers:
+        receiver.gap = gaps.append  # type: ignore[attr-defined]
+    got = []
+    for receiver in [receivers[0], receivers[1], receivers[0], receivers[1]]:
+        got.append((next(receiver), receiver.position))  # type: ignore[attr-defined]
+    assert got == [("a", 0), ("b", 1), ("c", 2), ("d", 4)] and gaps == [3]
+    ends = []
+    for receiver in receivers:
+        with pytest.raises(StopIteration):
+            next(receiver)
+        ends.append(receiver.position)  # type: ignore[attr-defined]
+    assert ends == [5, 6]

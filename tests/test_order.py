@@ -136,6 +136,34 @@ def test_ordered_stage_stops_cleanly_on_an_error_and_on_break(backend: str, requ
         assert [next(run) for _ in range(20)] == [x * x for x in range(20)]
 
 
+@sf.stage
+def sparse(items: Iterable[int]) -> Iterator[int]:
+    """Item 0 is slow; of the rest, one in 50 gives an output: the others run far ahead of it."""
+    for x in items:
+        if x == 0:
+            time.sleep(0.05)
+        if x % 50 == 0:
+            yield x
+
+
+@pytest.mark.parametrize("backend", ORDERING)
+def test_workers_far_ahead_of_a_slow_input_wait_for_it(backend: str, request: pytest.FixtureRequest) -> None:
+    """More inputs than the turnstile's window go by while the oldest is worked on."""
+    options = _backend(request, backend)
+    got = (range(1000) | sparse.options(workers=3, ordered=True) | collect).run(**options)
+    assert got == list(range(0, 1000, 50))
+
+
+@pytest.mark.parametrize("backend", ORDERING)
+def test_ordered_stage_reads_an_ordered_stage(backend: str, request: pytest.FixtureRequest) -> None:
+    """Its producers end one by one, each giving back a slot it reserved, while others still send."""
+    options = _backend(request, backend)
+    first = fan(outputs=(1, 0, 2), delays=(0.0, 0.001), bad=frozenset()).options(workers=3, ordered=True)
+    then = sleepy_square.options(workers=2, ordered=True)
+    expected = [y * y for y in _expected(list(range(90)), (1, 0, 2), frozenset())]
+    assert (range(90) | first | then | collect).run(**options) == expected
+
+
 def test_ordered_is_for_processors() -> None:
     with pytest.raises(sf.OptionError, match="ordered=True"):
         collect.options(ordered=True)

@@ -168,7 +168,7 @@ def _turnstile(node: Node, backend: Backend, edge: Edge, spin: float | None) -> 
     # An async map worker waits in two threads: its input's, and its own for the turn.
     waiters = node.workers * (2 if node.is_async and node.per_item else 1)
     memory = backend.memory(Turnstile.size(waiters, window), f"the order of stage '{node.name}'")
-    return Turnstile(waiters, window, memory, backend.semaphore, spin)
+    return Turnstile(waiters, window, memory, backend.semaphore, spin, numbered=edge.numbered)
 
 
 def _waker(backend: Backend) -> Callable[[], None]:

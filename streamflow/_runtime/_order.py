@@ -2,25 +2,30 @@
 
 ::
 
-    input edge --pull (one worker at a time; numbers the input)--> worker --gate: my turn?--> send
-                                                                        |
-    turn: the oldest input whose outputs may leave  <-- done(seq) ------+  (at its next pull)
+    input edge --next (numbers the input)--> worker --gate: my turn?--> send
+                                                  |
+    turn: the oldest input whose outputs may leave  <-- done(seq) --+  (at its next pull)
 
-The workers of an ordered stage share a ``Turnstile``.  A worker takes an
-input and its number (``seq``, the order of arrival) together, under one
-lock, so the numbers are the edge's own order.  Before it sends an output
-of input ``seq`` it waits until ``turn == seq``; when it asks for its next
-input, input ``seq`` is done: the turn moves past it (and past every later
-input already done), or, if an older input is still being worked on, it is
-marked done for the turn to skip later.  So the consumer sees exactly what
-``workers=1`` gives it.  Outputs yielded after the input ended (a final
-flush) belong to no input: they leave once every input is done.
+The workers of an ordered stage share a ``Turnstile``.  Each input has a
+number (``seq``), in the order the edge gave the inputs out: a shared-memory
+edge numbers its packets itself (``NumberingReceiver``), and the workers
+take inputs as they would unordered; on other edges a worker takes an input
+and its number together, under one lock (``pulling``).  Before it sends an
+output of input ``seq`` a worker waits until ``turn == seq``; when it asks
+for its next input, input ``seq`` is done: the turn moves past it (and past
+every later input already done), or, if an older input is still being
+worked on, it is marked done for the turn to skip later.  Numbers that came
+without an input (a slot its producer gave back empty) are done as they
+are taken.  So the consumer sees exactly what ``workers=1`` gives it.
+Outputs yielded after the input ended (a final flush) belong to no input:
+they leave once every input is done.
 
 Nothing is buffered for reordering: a worker whose output is not next waits
 with it, holding one input and one reserved output slot (so it cannot
 deadlock with ``packets_in_flight >= workers``, which is enforced).  Inputs
 done out of turn are one flag each, in a ring of ``window`` flags; a worker
-waits before taking an input ``window`` ahead of the oldest unfinished one.
+that takes an input ``window`` ahead of the oldest unfinished one waits
+before it works on it.
 
 Waits retry for the spin budget, then sleep on the worker's own semaphore;
 whoever moves the turn wakes the workers waiting for the new one, under the
@@ -33,19 +38,20 @@ instead (``OrderedEdge``), behind the same face (``Order``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
-from .._transport import Aborted, Receiver
+from .._transport import Aborted, NumberingReceiver, Receiver
 from .._transport._spin import spin_budget, wait
 
-__all__ = ["InOrder", "Numbered", "Order", "OrderedEdge", "Turnstile", "window_for"]
+__all__ = ["InEdgeOrder", "InOrder", "Numbered", "Order", "OrderedEdge", "Turnstile", "in_order", "window_for"]
 
 _TURN, _NEXT, _END, _ABORT = 0, 1, 2, 3
 _WAITERS = 4  # how many workers wait: whoever moves the turn wakes them only if some do
-_WAITING = 5  # then one word a worker: the seq it waits for, or one of these
-_NOTHING, _ROOM = -1, -2
-_UNKNOWN = 1 << 62  # _END before the input ended
+_WAITING = 5  # then one word a worker: the turn it waits for, or one of these
+_NOTHING = -1
+_ALL_DONE = 1 << 62  # a wait until every input is done; also _END, until the input ended
 
 
 class Order(Protocol):
@@ -71,7 +77,7 @@ class Lock(Protocol):
 
 
 def window_for(workers: int, packets_in_flight: int) -> int:
-    """How far ahead of the oldest unfinished input a worker may take one."""
+    """How far ahead of the oldest unfinished input a worker may work on one."""
     return max(64, 4 * max(workers, packets_in_flight))
 
 
@@ -79,23 +85,31 @@ class Turnstile:
     """The order of one stage's inputs, shared by its workers; picklable to worker processes."""
 
     def __init__(
-        self, workers: int, window: int, memory: Any, semaphore: Callable[[int], Lock], spin: float | None = None
+        self,
+        workers: int,
+        window: int,
+        memory: Any,
+        semaphore: Callable[[int], Lock],
+        spin: float | None = None,
+        numbered: bool = False,
     ) -> None:
         """``workers``: the threads that may wait, numbered from 0 (one a worker, or two for
         an async map stage's: its own and its input's); ``memory``: a buffer of
         ``Turnstile.size(workers, window)`` bytes (``.memory``); ``semaphore(value)``: a
         semaphore every worker can use; ``spin``: microseconds a wait retries before it sleeps
-        (None: ``STREAMFLOW_SPIN_US`` or the default)."""
+        (None: ``STREAMFLOW_SPIN_US`` or the default); ``numbered``: the input edge numbers
+        its packets (``NumberingReceiver``), so taking one needs no lock here."""
         self.workers = workers
         self.window = window
         self.buffer = memory
+        self.numbered = numbered
         self.lock = semaphore(1)  # guards the turn, the done flags and the waiting words
-        self.pulling = semaphore(1)  # one worker takes an input (and its number) at a time
+        self.pulling = None if numbered else semaphore(1)  # one worker numbers an input at a time
         self.wakes = [semaphore(0) for _ in range(workers)]
         self.spin = spin_budget(spin)
         self._map()
         ctrl = self.ctrl
-        ctrl[_END] = _UNKNOWN
+        ctrl[_END] = _ALL_DONE
         for worker in range(workers):
             ctrl[_WAITING + worker] = _NOTHING
 
@@ -114,19 +128,36 @@ class Turnstile:
         self.__dict__.update(state)
         self._map()
 
-    def semaphores(self) -> list[Any]:
-        return [self.lock, self.pulling, *self.wakes]
-
     # -- a worker's side ----------------------------------------------------------
 
     def take(self, worker: int, receiver: Receiver) -> tuple[Any, int]:
         """The next input and its number; ``StopIteration`` at the end of the stream.
         Its waits are the worker's waits for input (``receiver.clock``)."""
-        ctrl = self.ctrl
-        if ctrl[_NEXT] - ctrl[_TURN] >= self.window:
-            with receiver.clock:
-                self._wait(worker, _ROOM)
-        pulling = self.pulling
+        if self.numbered:
+            item, seq = self._take_numbered(receiver)
+        else:
+            item, seq = self._take_and_number(receiver)
+        if seq - self.ctrl[_TURN] >= self.window:
+            self.make_room(worker, seq, receiver)
+        return item, seq
+
+    def make_room(self, worker: int, seq: int, receiver: Receiver) -> None:
+        """Input ``seq`` is a window ahead of the oldest unfinished one: wait until it is not."""
+        with receiver.clock:
+            self._wait(worker, seq - self.window + 1)
+
+    def _take_numbered(self, receiver: Receiver) -> tuple[Any, int]:
+        numbering: NumberingReceiver = receiver  # type: ignore[assignment]  # ``numbered`` says so
+        try:
+            item = next(numbering)
+        except StopIteration:
+            self.ended(numbering.position)
+            raise
+        return item, numbering.position
+
+    def _take_and_number(self, receiver: Receiver) -> tuple[Any, int]:
+        ctrl, pulling = self.ctrl, self.pulling
+        assert pulling is not None
         if not pulling.acquire(False):
             with receiver.clock:
                 wait(pulling.acquire, self.spin)
@@ -136,13 +167,7 @@ class Turnstile:
             try:
                 item = next(receiver)
             except StopIteration:
-                self._acquire(self.lock)
-                try:
-                    ctrl[_END] = ctrl[_NEXT]  # every input is numbered now
-                    if ctrl[_WAITERS]:
-                        self._wake_all()
-                finally:
-                    self.lock.release()
+                self.ended(ctrl[_NEXT])
                 raise
             seq = ctrl[_NEXT]
             ctrl[_NEXT] = seq + 1
@@ -150,12 +175,31 @@ class Turnstile:
         finally:
             pulling.release()
 
+    def ended(self, end: int) -> None:
+        """The input ended at number ``end``.  Of a numbering edge, each consumer takes an end
+        mark of its own, numbered after every packet: the first of them is the end."""
+        ctrl = self.ctrl
+        self._acquire(self.lock)
+        try:
+            if end < ctrl[_END]:
+                ctrl[_END] = end
+                if ctrl[_WAITERS]:
+                    self._wake_all()
+        finally:
+            self.lock.release()
+
+    def gap(self, worker: int, seq: int) -> None:
+        """Number ``seq`` came without an input: it is done as it is taken."""
+        if seq - self.ctrl[_TURN] >= self.window:
+            self._wait(worker, seq - self.window + 1)
+        self.done(seq)
+
     def gate(self, worker: int, seq: int) -> None:
         """Wait until outputs of input ``seq`` (-1: after the end) may leave."""
         ctrl = self.ctrl
         if seq < 0:
             if ctrl[_TURN] < ctrl[_END]:
-                self._wait(worker, _UNKNOWN)
+                self._wait(worker, _ALL_DONE)
         elif ctrl[_TURN] != seq:  # the turn cannot pass seq before it is done: no lock needed
             self._wait(worker, seq)
 
@@ -168,8 +212,9 @@ class Turnstile:
             if ctrl[_TURN] != seq:
                 ctrl[self._done + seq % self.window] = 1
                 return
+            # A set flag ahead is the input of that very number: none is taken a window ahead.
             turn, done, window = seq + 1, self._done, self.window
-            while turn < ctrl[_NEXT] and ctrl[done + turn % window]:
+            while ctrl[done + turn % window]:
                 ctrl[done + turn % window] = 0
                 turn += 1
             ctrl[_TURN] = turn
@@ -178,9 +223,8 @@ class Turnstile:
         finally:
             lock.release()
 
-    def _wait(self, worker: int, what: int) -> None:
-        """Sleep until ``what`` holds: the turn is ``what`` (a seq), every input is done
-        (``_UNKNOWN``), or there is room to take an input (``_ROOM``)."""
+    def _wait(self, worker: int, turn: int) -> None:
+        """Sleep until the turn reaches ``turn`` (``_ALL_DONE``: every input is done)."""
         ctrl = self.ctrl
         wake = self.wakes[worker]
         while True:
@@ -188,40 +232,34 @@ class Turnstile:
             try:
                 if ctrl[_ABORT]:
                     raise Aborted()
-                if self._holds(what):
+                if self._holds(turn):
                     self._set_waiting(worker, _NOTHING)
                     return
-                self._set_waiting(worker, what)
+                self._set_waiting(worker, turn)
             finally:
                 self.lock.release()
             if not wake.acquire(False):
                 wait(wake.acquire, self.spin)
 
-    def _holds(self, what: int) -> bool:
-        ctrl = self.ctrl
-        turn = ctrl[_TURN]
-        if what == _ROOM:
-            return bool(ctrl[_NEXT] - turn < self.window)
-        if what == _UNKNOWN:
-            return bool(turn >= ctrl[_END])
-        return bool(turn == what)
+    def _holds(self, turn: int) -> bool:
+        return bool(self.ctrl[_TURN] >= (self.ctrl[_END] if turn == _ALL_DONE else turn))
 
     def _wake_all(self) -> None:
         """Wake the workers whose wait may be over (called with the lock held)."""
         ctrl = self.ctrl
         for worker in range(self.workers):
-            what = ctrl[_WAITING + worker]
-            if what != _NOTHING and (self._holds(what) or ctrl[_ABORT]):
+            turn = ctrl[_WAITING + worker]
+            if turn != _NOTHING and (self._holds(turn) or ctrl[_ABORT]):
                 self._set_waiting(worker, _NOTHING)
                 self.wakes[worker].release()
 
-    def _set_waiting(self, worker: int, what: int) -> None:
-        """Record what ``worker`` waits for (``_NOTHING``: it does not), keeping ``_WAITERS`` (lock held)."""
+    def _set_waiting(self, worker: int, turn: int) -> None:
+        """Record the turn ``worker`` waits for (``_NOTHING``: it does not), keeping ``_WAITERS`` (lock held)."""
         ctrl = self.ctrl
         was = ctrl[_WAITING + worker]
-        if (was == _NOTHING) != (what == _NOTHING):
+        if (was == _NOTHING) != (turn == _NOTHING):
             ctrl[_WAITERS] += 1 if was == _NOTHING else -1
-        ctrl[_WAITING + worker] = what
+        ctrl[_WAITING + worker] = turn
 
     def _acquire(self, lock: Lock) -> None:
         if not lock.acquire(False):
@@ -241,6 +279,21 @@ class Turnstile:
         self.buffer.close()
 
 
+def in_order(order: Order, worker: int, receiver: Receiver) -> InOrder:
+    """An ordered stage's input as worker ``worker`` takes it from ``receiver``."""
+    if isinstance(order, Turnstile) and order.numbered:
+        numbering: NumberingReceiver = receiver  # type: ignore[assignment]  # ``numbered`` says so
+        return InEdgeOrder(order, worker, numbering)
+    return InOrder(order, worker, receiver)
+
+
+def _tell_gaps(order: Order, worker: int, receiver: Receiver) -> None:
+    """Have a numbering receiver tell ``order`` of the numbers that came without an input."""
+    if isinstance(order, Turnstile) and order.numbered:
+        numbering: NumberingReceiver = receiver  # type: ignore[assignment]  # ``numbered`` says so
+        numbering.gap = functools.partial(order.gap, worker)
+
+
 class InOrder:
     """An ordered stage's input as one worker takes it, and the gate on its outputs."""
 
@@ -251,6 +304,7 @@ class InOrder:
         self._worker = worker
         self._receiver = receiver
         self.seq = -2  # nothing taken yet (-1: the input has ended)
+        _tell_gaps(turnstile, worker, receiver)
 
     def __iter__(self) -> InOrder:
         return self
@@ -288,6 +342,40 @@ class InOrder:
         self._receiver.finish()
 
 
+class InEdgeOrder(InOrder):
+    """``InOrder`` on an edge that numbers its packets: a worker's steps for each input, inline."""
+
+    __slots__ = ("_own", "_ctrl", "_window", "_done", "_numbering")
+
+    def __init__(self, turnstile: Turnstile, worker: int, receiver: NumberingReceiver) -> None:
+        super().__init__(turnstile, worker, receiver)
+        self._own = turnstile
+        self._ctrl = turnstile.ctrl
+        self._window = turnstile.window
+        self._done = turnstile.done
+        self._numbering = receiver
+
+    def __next__(self) -> Any:
+        seq = self.seq
+        if seq >= 0:
+            self._done(seq)
+        receiver = self._numbering
+        try:
+            item = next(receiver)  # frees the last packet first
+        except StopIteration:
+            self.seq = -1
+            self._own.ended(receiver.position)
+            raise
+        self.seq = seq = receiver.position
+        if seq - self._ctrl[_TURN] >= self._window:
+            self._own.make_room(self._worker, seq, receiver)
+        return item
+
+    def gate(self) -> None:
+        if self._ctrl[_TURN] != self.seq:
+            super().gate()
+
+
 class Numbered:
     """An async map stage's input, as one worker takes it: several inputs are in flight at once.
 
@@ -305,6 +393,7 @@ class Numbered:
         self._receiver = receiver
         self.seq = -1
         self._open: set[int] = set()  # taken, not done
+        _tell_gaps(turnstile, self._taker, receiver)
 
     def __iter__(self) -> Numbered:
         return self

@@ -33,7 +33,7 @@ from ._async import Calls
 from ._body import Body
 from ._counters import Counters, counting
 from ._current import working_as
-from ._order import InOrder, Numbered
+from ._order import InOrder, Numbered, in_order
 from ._policy import Alarm, Feed, Resilient, alarm_for, each_resilient, name_item
 from ._relay import relay_to
 
@@ -60,7 +60,7 @@ def run_job(job: Job, report: Report) -> None:
         receiver.clock = counters.input  # it times the waits that block
     order: InOrder | Numbered | None = None
     if receiver is not None and job.order is not None:
-        order = Numbered(job.order, worker, node.workers, receiver) if calls else InOrder(job.order, worker, receiver)
+        order = Numbered(job.order, worker, node.workers, receiver) if calls else in_order(job.order, worker, receiver)
     stream = None if receiver is None else _Counted(order or receiver, counters)
     body: Body | None = None
     alarm: Alarm | None = None

@@ -14,13 +14,14 @@ one to build.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from ._clock import Clock
 
 __all__ = [
-    "Aborted", "DownstreamClosed", "Edge", "Held", "Receiver", "Quiet", "Sender", "Stop", "Unrecoverable", "carry",
+    "Aborted", "DownstreamClosed", "Edge", "Held", "NumberingReceiver", "Receiver", "Quiet", "Sender", "Stop",
+    "Unrecoverable", "carry",
 ]
 
 
@@ -84,6 +85,18 @@ class Receiver(Protocol):
         """This consumer stops reading (at the end of its stream or early)."""
 
 
+class NumberingReceiver(Receiver, Protocol):
+    """A receiver of a ``numbered`` edge: every packet has a number, counted across its consumers.
+
+    Numbers follow the edge's own order, one a packet taken, with no two
+    consumers given the same one: a stage that keeps its inputs' order can
+    use them as they are, without a lock of its own.
+    """
+
+    position: int  # the number of the packet handed out last; at the end of the stream, of the end mark
+    gap: Callable[[int], None] | None  # called with each number that came without a packet (a slot given back)
+
+
 @dataclasses.dataclass(frozen=True)
 class Held:
     """The packet a dead consumer held: its item (or what can be said of it) and the attempts at it."""
@@ -103,6 +116,7 @@ class Edge(Protocol):
     """
 
     recoverable: bool
+    numbered: bool  # its receivers number their packets (``NumberingReceiver``)
 
     def sender(self, endpoint: int) -> Sender: ...
 

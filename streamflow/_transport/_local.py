@@ -47,6 +47,7 @@ class LocalEdge(Unrecoverable):
         self._shared_by_producers = producers > 1
         self._shared_by_consumers = consumers > 1
         self._consumers_left = consumers
+        self.numbered = False
         self._lock = threading.Lock()  # taken only when a worker ends
         self._moved = 0  # packets sent; read by the inactivity watchdog
         self._aborted = False

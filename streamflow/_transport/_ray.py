@@ -80,6 +80,7 @@ class RayEdge:
         module's notes)."""
         self.name = name
         self.recoverable = producers_replaced or consumers_replaced
+        self.numbered = False
         self._producers_replaced = producers_replaced
         self._consumers_replaced = consumers_replaced
         self._producers_ordered = producers_ordered

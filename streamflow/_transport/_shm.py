@@ -32,6 +32,7 @@ from __future__ import annotations
 import mmap
 import os
 import pickle
+from collections.abc import Callable
 from typing import Any
 
 from .._errors import MessageTooLarge
@@ -120,6 +121,7 @@ class ShmEdge:
         self.ready = Semaphore(0, prefix=prefix, inherited=forked)
         many = producers > 1 or consumers > 1
         self.ring = not many
+        self.numbered = many  # the ready queue numbers the packets: receivers tell each one's ``position``
         # Producers move FREE_HEAD and READY_TAIL, consumers FREE_TAIL and
         # READY_HEAD: a side needs a lock only when several workers share it.
         self.producer_lock = Semaphore(1, maxvalue=1, prefix=prefix, inherited=forked) if producers > 1 else None
@@ -423,11 +425,13 @@ class ShmReceiver:
     __slots__ = (
         "_edge", "_ctrl", "_slots", "_ready_acquire", "_ready_lock", "_free_release",
         "_ready_base", "_ready_size", "_capacity", "_held", "_ended", "_finished", "_copy",
-        "_ring", "_next", "_received", "_overflow", "_spin", "_spinning", "_held_at", "clock",
+        "_ring", "_next", "_received", "_overflow", "_spin", "_spinning", "_held_at", "clock", "position", "gap",
     )
 
     def __init__(self, edge: ShmEdge, endpoint: int = 0) -> None:
         self.clock = Clock()
+        self.position = -1  # queue mode: the ready queue's position of the packet handed out last
+        self.gap: Callable[[int], None] | None = None  # told the positions of slots given back empty
         self._edge = edge
         self._ctrl = edge.ctrl
         self._slots = edge.slots
@@ -520,6 +524,7 @@ class ShmReceiver:
             lock.acquire()
         position = ctrl[_READY_HEAD]
         ctrl[_READY_HEAD] = position + 1
+        self.position = position
         index = int(ctrl[self._ready_base + position % self._ready_size])
         if self._held_at >= 0 and index >= 0:
             ctrl[self._held_at] = index
@@ -536,7 +541,10 @@ class ShmReceiver:
         size, count, flags = _unpack_head(slot, 0)
         if not (count or flags):
             return _loads(slot[_HEAD_SIZE : _HEAD_SIZE + size])
-        if flags == _SKIP:
+        if flags == _SKIP:  # a slot its producer gave back unused
+            if self.gap is not None:
+                self.release()
+                self.gap(self.position)
             return self.__next__()  # frees this slot, then waits for a real packet
         if flags == _OVERFLOW:
             with self._overflow.view(index, size, grow=False) as view:
