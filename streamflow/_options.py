@@ -102,6 +102,11 @@ class StageOptions:
         return self.retries > 0 or self.on_error == "skip" or self.timeout is not None
 
     @property
+    def keeps_order(self) -> bool:
+        """Whether its workers keep their inputs' order between them: ordered, with several."""
+        return self.ordered and self.workers > 1
+
+    @property
     def replaces_crashed(self) -> bool:
         """Whether a worker that dies is replaced: under a policy that retries or skips."""
         return self.retries > 0 or self.on_error == "skip"

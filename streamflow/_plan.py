@@ -59,6 +59,8 @@ class Link:
     shared_buffer: bool
     producer_replaced: bool = False  # a producer worker that dies is replaced (its policy retries or skips)
     consumer_replaced: bool = False  # the same for a consumer worker
+    producer_ordered: bool = False  # the producer's workers keep their inputs' order (``keeps_order``)
+    consumer_ordered: bool = False  # the same for the consumer's: the edge numbers its packets for them
 
     @property
     def recoverable(self) -> bool:
@@ -138,6 +140,8 @@ def build_plan(stages: Sequence[Planned]) -> Plan:
                     shared_buffer=options.shared_buffer,
                     producer_replaced=options.replaces_crashed,
                     consumer_replaced=index < last and stages[index + 1].run_options.replaces_crashed,
+                    producer_ordered=options.keeps_order,
+                    consumer_ordered=index < last and stages[index + 1].run_options.keeps_order,
                 )
             )
     return Plan(tuple(nodes), tuple(links))

@@ -120,7 +120,6 @@ class RayBackend:
     shares_memory = False  # workers may be on other machines
 
     def __init__(self, plan: Plan, config: RunConfig) -> None:
-        self._plan = plan
         self._started_ray = False
         if not ray.is_initialized():
             ray.init(address=config.ray_address, include_dashboard=False, log_to_driver=False)
@@ -143,14 +142,9 @@ class RayBackend:
             reader=Reader.CALLER if link.consumer is None else Reader.FRESH,
             producers_replaced=link.producer_replaced,
             consumers_replaced=link.consumer_replaced,
-            producers_ordered=self._ordered(link.producer),
-            consumers_ordered=link.consumer is not None and self._ordered(link.consumer),
+            producers_ordered=link.producer_ordered,
+            consumers_ordered=link.consumer_ordered,
         )
-
-    def _ordered(self, node: int) -> bool:
-        """Whether ``node`` is ordered with several workers: its order is kept in the hub."""
-        options = self._plan.nodes[node].options
-        return options.ordered and options.workers > 1
 
     def memory(self, size: int, what: str) -> LocalBuffer:
         self._memory = LocalBuffer(size)

@@ -38,7 +38,7 @@ class ThreadBackend:
         self._workers = ThreadWorkers()
 
     def edge(self, link: Link) -> LocalEdge:
-        return LocalEdge(link.capacity, link.producers, link.consumers)
+        return LocalEdge(link.capacity, link.producers, link.consumers, numbered=link.consumer_ordered)
 
     def memory(self, size: int, what: str) -> LocalBuffer:
         return LocalBuffer(size)

@@ -55,7 +55,7 @@ class Engine:
                 self._edges.append(backend.edge(link))
             self._memory = backend.memory(StatsTable.size(names), "the run's statistics")
             for node in plan.nodes:
-                if node.options.ordered and node.workers > 1:
+                if node.options.keeps_order:
                     self._turnstiles[node.index] = _turnstile(node, backend, self._edges[node.inputs[0]], spin)
         except BaseException:
             self.release()
@@ -168,7 +168,8 @@ def _turnstile(node: Node, backend: Backend, edge: Edge, spin: float | None) -> 
     # An async map worker waits in two threads: its input's, and its own for the turn.
     waiters = node.workers * (2 if node.is_async and node.per_item else 1)
     memory = backend.memory(Turnstile.size(waiters, window), f"the order of stage '{node.name}'")
-    return Turnstile(waiters, window, memory, backend.semaphore, spin, numbered=edge.numbered)
+    assert edge.numbered, "a backend with shared memory numbers an ordered stage's inputs in its edges"
+    return Turnstile(waiters, window, memory, backend.semaphore, spin)
 
 
 def _waker(backend: Backend) -> Callable[[], None]:

@@ -7,10 +7,10 @@
     turn: the oldest input whose outputs may leave  <-- done(seq) --+  (at its next pull)
 
 The workers of an ordered stage share a ``Turnstile``.  Each input has a
-number (``seq``), in the order the edge gave the inputs out: a shared-memory
-edge numbers its packets itself (``NumberingReceiver``), and the workers
-take inputs as they would unordered; on other edges a worker takes an input
-and its number together, under one lock (``pulling``).  Before it sends an
+number (``seq``) that its edge gave it, in the edge's own order
+(``NumberingReceiver``: a shared-memory edge's ready queue numbers its
+packets; a threads' edge numbers them as they are put), so the workers
+take their inputs as an unordered stage's would.  Before it sends an
 output of input ``seq`` a worker waits until ``turn == seq``; when it asks
 for its next input, input ``seq`` is done: the turn moves past it (and past
 every later input already done), or, if an older input is still being
@@ -47,9 +47,9 @@ from .._transport._spin import spin_budget, wait
 
 __all__ = ["InEdgeOrder", "InOrder", "Numbered", "Order", "OrderedEdge", "Turnstile", "in_order", "window_for"]
 
-_TURN, _NEXT, _END, _ABORT = 0, 1, 2, 3
-_WAITERS = 4  # how many workers wait: whoever moves the turn wakes them only if some do
-_WAITING = 5  # then one word a worker: the turn it waits for, or one of these
+_TURN, _END, _ABORT = 0, 1, 2
+_WAITERS = 3  # how many workers wait: whoever moves the turn wakes them only if some do
+_WAITING = 4  # then one word a worker: the turn it waits for, or _NOTHING
 _NOTHING = -1
 _ALL_DONE = 1 << 62  # a wait until every input is done; also _END, until the input ended
 
@@ -91,20 +91,17 @@ class Turnstile:
         memory: Any,
         semaphore: Callable[[int], Lock],
         spin: float | None = None,
-        numbered: bool = False,
     ) -> None:
         """``workers``: the threads that may wait, numbered from 0 (one a worker, or two for
         an async map stage's: its own and its input's); ``memory``: a buffer of
         ``Turnstile.size(workers, window)`` bytes (``.memory``); ``semaphore(value)``: a
         semaphore every worker can use; ``spin``: microseconds a wait retries before it sleeps
-        (None: ``STREAMFLOW_SPIN_US`` or the default); ``numbered``: the input edge numbers
-        its packets (``NumberingReceiver``), so taking one needs no lock here."""
+        (None: ``STREAMFLOW_SPIN_US`` or the default).  The stage's input edge numbers its
+        packets (``NumberingReceiver``): the workers' receivers are read as such."""
         self.workers = workers
         self.window = window
         self.buffer = memory
-        self.numbered = numbered
         self.lock = semaphore(1)  # guards the turn, the done flags and the waiting words
-        self.pulling = None if numbered else semaphore(1)  # one worker numbers an input at a time
         self.wakes = [semaphore(0) for _ in range(workers)]
         self.spin = spin_budget(spin)
         self._map()
@@ -133,51 +130,31 @@ class Turnstile:
     def take(self, worker: int, receiver: Receiver) -> tuple[Any, int]:
         """The next input and its number; ``StopIteration`` at the end of the stream.
         Its waits are the worker's waits for input (``receiver.clock``)."""
-        if self.numbered:
-            item, seq = self._take_numbered(receiver)
-        else:
-            item, seq = self._take_and_number(receiver)
+        numbering: NumberingReceiver = receiver  # type: ignore[assignment]  # the edge is ``numbered``
+        try:
+            item = next(numbering)
+        except StopIteration:
+            self.ended(numbering.position)
+            raise
+        seq = numbering.position
         if seq - self.ctrl[_TURN] >= self.window:
             self.make_room(worker, seq, receiver)
         return item, seq
+
+    def numbering(self, worker: int, receiver: Receiver) -> NumberingReceiver:
+        """``receiver`` of the stage's numbered input edge, telling this turnstile its gaps."""
+        numbering: NumberingReceiver = receiver  # type: ignore[assignment]  # the edge is ``numbered``
+        numbering.gap = functools.partial(self.gap, worker)
+        return numbering
 
     def make_room(self, worker: int, seq: int, receiver: Receiver) -> None:
         """Input ``seq`` is a window ahead of the oldest unfinished one: wait until it is not."""
         with receiver.clock:
             self._wait(worker, seq - self.window + 1)
 
-    def _take_numbered(self, receiver: Receiver) -> tuple[Any, int]:
-        numbering: NumberingReceiver = receiver  # type: ignore[assignment]  # ``numbered`` says so
-        try:
-            item = next(numbering)
-        except StopIteration:
-            self.ended(numbering.position)
-            raise
-        return item, numbering.position
-
-    def _take_and_number(self, receiver: Receiver) -> tuple[Any, int]:
-        ctrl, pulling = self.ctrl, self.pulling
-        assert pulling is not None
-        if not pulling.acquire(False):
-            with receiver.clock:
-                wait(pulling.acquire, self.spin)
-        try:
-            if ctrl[_ABORT]:
-                raise Aborted()
-            try:
-                item = next(receiver)
-            except StopIteration:
-                self.ended(ctrl[_NEXT])
-                raise
-            seq = ctrl[_NEXT]
-            ctrl[_NEXT] = seq + 1
-            return item, seq
-        finally:
-            pulling.release()
-
     def ended(self, end: int) -> None:
-        """The input ended at number ``end``.  Of a numbering edge, each consumer takes an end
-        mark of its own, numbered after every packet: the first of them is the end."""
+        """A worker's input ended at number ``end``; each worker's end may have a number of
+        its own, after every input's: the smallest is where the stream ends."""
         ctrl = self.ctrl
         self._acquire(self.lock)
         try:
@@ -281,17 +258,9 @@ class Turnstile:
 
 def in_order(order: Order, worker: int, receiver: Receiver) -> InOrder:
     """An ordered stage's input as worker ``worker`` takes it from ``receiver``."""
-    if isinstance(order, Turnstile) and order.numbered:
-        numbering: NumberingReceiver = receiver  # type: ignore[assignment]  # ``numbered`` says so
-        return InEdgeOrder(order, worker, numbering)
+    if isinstance(order, Turnstile):
+        return InEdgeOrder(order, worker, order.numbering(worker, receiver))
     return InOrder(order, worker, receiver)
-
-
-def _tell_gaps(order: Order, worker: int, receiver: Receiver) -> None:
-    """Have a numbering receiver tell ``order`` of the numbers that came without an input."""
-    if isinstance(order, Turnstile) and order.numbered:
-        numbering: NumberingReceiver = receiver  # type: ignore[assignment]  # ``numbered`` says so
-        numbering.gap = functools.partial(order.gap, worker)
 
 
 class InOrder:
@@ -304,7 +273,6 @@ class InOrder:
         self._worker = worker
         self._receiver = receiver
         self.seq = -2  # nothing taken yet (-1: the input has ended)
-        _tell_gaps(turnstile, worker, receiver)
 
     def __iter__(self) -> InOrder:
         return self
@@ -393,7 +361,8 @@ class Numbered:
         self._receiver = receiver
         self.seq = -1
         self._open: set[int] = set()  # taken, not done
-        _tell_gaps(turnstile, self._taker, receiver)
+        if isinstance(turnstile, Turnstile):
+            turnstile.numbering(self._taker, receiver)
 
     def __iter__(self) -> Numbered:
         return self

@@ -93,7 +93,9 @@ class NumberingReceiver(Receiver, Protocol):
     use them as they are, without a lock of its own.
     """
 
-    position: int  # the number of the packet handed out last; at the end of the stream, of the end mark
+    # The number of the packet handed out last; at the end of the stream, a number after every
+    # packet's (each consumer's end may have its own: the smallest is where the stream ends).
+    position: int
     gap: Callable[[int], None] | None  # called with each number that came without a packet (a slot given back)
 
 

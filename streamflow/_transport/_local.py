@@ -11,6 +11,12 @@ Python-level lock.  Control tokens (end, abort, downstream closed) travel
 through the same queues; abort and close tokens are put back by whoever
 reads them, so every waiter sees them.
 
+An edge read by an ordered stage numbers its packets (``NumberingReceiver``):
+a sender draws each packet's number and puts it in the queue in one step
+(under a lock only where several producers share the edge), so numbers
+follow the queue's order, and every consumer's end of the stream is
+numbered after the last packet.
+
 An end alone on its side of the edge looks before it takes: what it sees
 is its own, so only a wait that blocks reads the clock (``_clock``).  Ends
 that share a side time every take: between the look and the take, another
@@ -19,7 +25,9 @@ could take what was seen.
 
 from __future__ import annotations
 
+import itertools
 import threading
+from collections.abc import Callable
 from queue import Empty, SimpleQueue
 from typing import Any
 
@@ -37,7 +45,8 @@ _CLOSED = object()
 class LocalEdge(Unrecoverable):
     """A bounded stream of ``capacity`` packets between threads."""
 
-    def __init__(self, capacity: int, producers: int, consumers: int) -> None:
+    def __init__(self, capacity: int, producers: int, consumers: int, numbered: bool = False) -> None:
+        """``numbered``: number the packets, for the workers of an ordered stage."""
         self._slots: SimpleQueue[object] = SimpleQueue()
         for _ in range(capacity):
             self._slots.put(_SLOT)
@@ -47,16 +56,19 @@ class LocalEdge(Unrecoverable):
         self._shared_by_producers = producers > 1
         self._shared_by_consumers = consumers > 1
         self._consumers_left = consumers
-        self.numbered = False
+        self.numbered = numbered
+        self._numbers = itertools.count()  # numbered: the next packet's number
+        self._numbering = threading.Lock() if producers > 1 else None  # drawn and put in one step
+        self._end = -1  # numbered: the end's number, once the last producer closed
         self._lock = threading.Lock()  # taken only when a worker ends
         self._moved = 0  # packets sent; read by the inactivity watchdog
         self._aborted = False
 
     def sender(self, endpoint: int) -> LocalSender:
-        return LocalSender(self)
+        return NumberingSender(self) if self.numbered else LocalSender(self)
 
     def receiver(self, endpoint: int) -> LocalReceiver:
-        return LocalReceiver(self)
+        return NumberingReceiver(self) if self.numbered else LocalReceiver(self)
 
     def moved(self) -> int:
         return self._moved
@@ -78,6 +90,7 @@ class LocalEdge(Unrecoverable):
             self._producers -= 1
             last = self._producers == 0
         if last:
+            self._end = next(self._numbers)  # after every packet's, which are all drawn by now
             for _ in range(self._consumers):
                 self._items.put(_END)
 
@@ -118,6 +131,26 @@ class LocalSender:
 
     def close(self) -> None:
         self._edge._producer_closed()
+
+
+class NumberingSender(LocalSender):
+    """A sender that numbers its packets as it puts them (``LocalEdge(numbered=True)``)."""
+
+    __slots__ = ("_numbers", "_numbering")
+
+    def __init__(self, edge: LocalEdge) -> None:
+        super().__init__(edge)
+        self._numbers = edge._numbers
+        self._numbering = edge._numbering
+
+    def send(self, item: Any) -> None:
+        lock = self._numbering
+        if lock is None:
+            self._items.put((next(self._numbers), item))
+        else:
+            with lock:
+                self._items.put((next(self._numbers), item))
+        self._edge._moved += 1
 
 
 class LocalReceiver:
@@ -188,3 +221,20 @@ class LocalReceiver:
             self._slots.put(_SLOT)
         if not self._ended:
             self._edge._consumer_finished()
+
+
+class NumberingReceiver(LocalReceiver):
+    """A receiver that tells each packet's number (``position``); threads give back no slot empty."""
+
+    __slots__ = ("position", "gap")
+
+    def __init__(self, edge: LocalEdge) -> None:
+        super().__init__(edge)
+        self.position = -1
+        self.gap: Callable[[int], None] | None = None  # never called: no number comes without a packet
+
+    def _took(self, item: Any) -> Any:
+        if item is _END:
+            self.position = self._edge._end
+        self.position, packet = super()._took(item)
+        return packet
