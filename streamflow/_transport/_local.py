@@ -65,10 +65,10 @@ class LocalEdge(Unrecoverable):
         self._aborted = False
 
     def sender(self, endpoint: int) -> LocalSender:
-        return NumberingSender(self) if self.numbered else LocalSender(self)
+        return LocalNumberingSender(self) if self.numbered else LocalSender(self)
 
     def receiver(self, endpoint: int) -> LocalReceiver:
-        return NumberingReceiver(self) if self.numbered else LocalReceiver(self)
+        return LocalNumberingReceiver(self) if self.numbered else LocalReceiver(self)
 
     def moved(self) -> int:
         return self._moved
@@ -133,7 +133,7 @@ class LocalSender:
         self._edge._producer_closed()
 
 
-class NumberingSender(LocalSender):
+class LocalNumberingSender(LocalSender):
     """A sender that numbers its packets as it puts them (``LocalEdge(numbered=True)``)."""
 
     __slots__ = ("_numbers", "_numbering")
@@ -223,7 +223,7 @@ class LocalReceiver:
             self._edge._consumer_finished()
 
 
-class NumberingReceiver(LocalReceiver):
+class LocalNumberingReceiver(LocalReceiver):
     """A receiver that tells each packet's number (``position``); threads give back no slot empty."""
 
     __slots__ = ("position", "gap")
