@@ -2,8 +2,8 @@
 
 Run with ``python3 -m pytest -m stress`` (``STREAMFLOW_STRESS_RUNS`` sets how
 many scenarios; default 240; ``STREAMFLOW_POLICY_RUNS``,
-``STREAMFLOW_RAY_POLICY_RUNS`` and ``STREAMFLOW_HANDOFF_RUNS`` those of the
-other kinds).  Each scenario is its own test, so the leak guard checks every
+``STREAMFLOW_RAY_POLICY_RUNS``, ``STREAMFLOW_HANDOFF_RUNS`` and
+``STREAMFLOW_ORDER_RUNS`` those of the other kinds).  Each scenario is its own test, so the leak guard checks every
 run, and each is bounded by a timeout: a hang fails.
 """
 
@@ -13,6 +13,8 @@ import os
 import random
 import signal
 import threading
+import time
+import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -188,6 +190,60 @@ def test_long_streams_of_small_messages_arrive_intact(seed: int) -> None:
     flow = records(n=n).options(**options) | intact.options(workers=workers, **options) | indexes
     got = flow.run(**setup)
     assert got == list(range(n)) if workers == 1 else sorted(got) == list(range(n))
+
+
+# -- ordered stages: what one worker gives, whatever the workers' timing -------------------------
+
+ORDER_RUNS = int(os.environ.get("STREAMFLOW_ORDER_RUNS", "100"))
+
+
+@sf.stage
+def spread(items: Iterable[int], outputs: tuple[int, ...], slow: frozenset[int], bad: frozenset[int]) -> Iterator[int]:
+    """Item ``x`` gives ``outputs[x % len]`` outputs (a bad one raises midway); slow ones sleep a little."""
+    for x in items:
+        if x in slow:
+            time.sleep(0.001)
+        count = outputs[x % len(outputs)]
+        for k in range(count):
+            if x in bad and k == count // 2:
+                raise ValueError(x)
+            yield 1000 * x + k
+        if x in bad and count == 0:
+            raise ValueError(x)
+
+
+@sf.map
+def plus_one(x: int) -> int:
+    return x + 1
+
+
+@sf.stage
+def listed(xs: Iterable[int]) -> list[int]:
+    return list(xs)
+
+
+@pytest.mark.parametrize("seed", range(ORDER_RUNS))
+def test_random_ordered_flows_give_what_one_worker_gives(seed: int) -> None:
+    """Up to 2,000 items, 0-3 outputs each, skipped failures, tight ``packets_in_flight``, ordered
+    stages read by and reading ordered stages (their edges end one producer at a time)."""
+    rnd = random.Random(seed)
+    setup = dict(SETUPS[1 + seed % (len(SETUPS) - 1)])  # every backend with edges
+    n = rnd.choice([0, 1, 5, 50, 300, 2_000])
+    outputs = tuple(rnd.choice([0, 1, 1, 2, 3]) for _ in range(rnd.randint(1, 5)))
+    slow = frozenset(rnd.sample(range(n), min(n, 20))) if n <= 300 else frozenset()
+    bad = frozenset(rnd.sample(range(n), min(n, rnd.randint(0, 3))))
+    workers = rnd.randint(2, 4)
+    stage = spread(outputs=outputs, slow=slow, bad=bad).options(
+        workers=workers, packets_in_flight=workers + rnd.choice([0, 0, 1, 4]), ordered=True, on_error="skip"
+    )
+    flow: Any = sf.source(range(-1, n - 1)) | plus_one.options(workers=rnd.randint(1, 3), ordered=True) | stage
+    expected = [1000 * x + k for x in range(n) for k in range(outputs[x % len(outputs)] // (2 if x in bad else 1))]
+    if rnd.random() < 0.3:
+        flow = flow | plus_one.options(workers=rnd.randint(2, 3), ordered=True)
+        expected = [y + 1 for y in expected]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sf.FailuresWarning)
+        assert (flow | listed).run(**setup, inactivity_timeout=60) == expected
 
 
 # -- failure policies: bad items that raise, time out or kill their worker ------------------------
