@@ -305,7 +305,7 @@ class ShmSender:
             lock.acquire()
         position = ctrl[_FREE_HEAD]
         ctrl[_FREE_HEAD] = position + 1
-        index = int(ctrl[_QUEUES + position % self._capacity])
+        index: int = ctrl[_QUEUES + position % self._capacity]
         if lock is not None:
             lock.release()
         return index
@@ -409,21 +409,11 @@ class ShmSender:
             edge.ready.release()
 
 
-def _release(edge: ShmEdge, index: int) -> None:
-    lock = edge.consumer_lock
-    if lock is None:
-        edge._push(_QUEUES, edge.capacity, _FREE_TAIL, index)
-    else:
-        with lock:
-            edge._push(_QUEUES, edge.capacity, _FREE_TAIL, index)
-    edge.free.release()
-
-
 class ShmReceiver:
     """The consuming end of an edge; asking for a packet frees the previous one."""
 
     __slots__ = (
-        "_edge", "_ctrl", "_slots", "_ready_acquire", "_ready_lock", "_free_release",
+        "_edge", "_ctrl", "_slots", "_ready_acquire", "_ready_lock", "_free_release", "_free_lock",
         "_ready_base", "_ready_size", "_capacity", "_held", "_ended", "_finished", "_copy",
         "_ring", "_next", "_received", "_overflow", "_spin", "_spinning", "_held_at", "clock", "position", "gap",
     )
@@ -438,6 +428,7 @@ class ShmReceiver:
         self._ready_acquire = edge.ready.acquire
         self._ready_lock = edge.consumer_lock
         self._free_release = edge.free.release
+        self._free_lock = edge.consumer_lock  # consumers move the free queue's tail
         self._ready_base = edge.ready_base
         self._ready_size = edge.ready_size
         self._capacity = edge.capacity
@@ -469,7 +460,19 @@ class ShmReceiver:
         if self._ring:
             self._free_release()
         else:
-            _release(self._edge, held)
+            self._give_back(held)
+
+    def _give_back(self, index: int) -> None:
+        """Queue mode: put slot ``index`` on the free queue, and count it free."""
+        ctrl, lock = self._ctrl, self._free_lock
+        if lock is not None:
+            lock.acquire()
+        position = ctrl[_FREE_TAIL]
+        ctrl[_QUEUES + position % self._capacity] = index
+        ctrl[_FREE_TAIL] = position + 1
+        if lock is not None:
+            lock.release()
+        self._free_release()
 
     def __next__(self) -> Any:
         if self._held >= 0:
@@ -525,7 +528,7 @@ class ShmReceiver:
         position = ctrl[_READY_HEAD]
         ctrl[_READY_HEAD] = position + 1
         self.position = position
-        index = int(ctrl[self._ready_base + position % self._ready_size])
+        index: int = ctrl[self._ready_base + position % self._ready_size]
         if self._held_at >= 0 and index >= 0:
             ctrl[self._held_at] = index
         if lock is not None:
@@ -563,7 +566,7 @@ class ShmReceiver:
             if self._ring:
                 edge.free.release()
             else:
-                _release(edge, self._held)
+                self._give_back(self._held)
             self._held = -1
         if self._ended:
             return
