@@ -13,7 +13,6 @@ import os
 import random
 import signal
 import threading
-import time
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -24,6 +23,7 @@ import pytest
 import streamflow as sf
 
 from .conftest import BACKENDS, _backend
+from .test_order import _expected, collect, fan
 
 pytestmark = [pytest.mark.stress, pytest.mark.timeout(120)]
 
@@ -197,29 +197,9 @@ def test_long_streams_of_small_messages_arrive_intact(seed: int) -> None:
 ORDER_RUNS = int(os.environ.get("STREAMFLOW_ORDER_RUNS", "100"))
 
 
-@sf.stage
-def spread(items: Iterable[int], outputs: tuple[int, ...], slow: frozenset[int], bad: frozenset[int]) -> Iterator[int]:
-    """Item ``x`` gives ``outputs[x % len]`` outputs (a bad one raises midway); slow ones sleep a little."""
-    for x in items:
-        if x in slow:
-            time.sleep(0.001)
-        count = outputs[x % len(outputs)]
-        for k in range(count):
-            if x in bad and k == count // 2:
-                raise ValueError(x)
-            yield 1000 * x + k
-        if x in bad and count == 0:
-            raise ValueError(x)
-
-
 @sf.map
 def plus_one(x: int) -> int:
     return x + 1
-
-
-@sf.stage
-def listed(xs: Iterable[int]) -> list[int]:
-    return list(xs)
 
 
 @pytest.mark.parametrize("seed", range(ORDER_RUNS))
@@ -230,20 +210,20 @@ def test_random_ordered_flows_give_what_one_worker_gives(seed: int) -> None:
     setup = dict(SETUPS[1 + seed % (len(SETUPS) - 1)])  # every backend with edges
     n = rnd.choice([0, 1, 5, 50, 300, 2_000])
     outputs = tuple(rnd.choice([0, 1, 1, 2, 3]) for _ in range(rnd.randint(1, 5)))
-    slow = frozenset(rnd.sample(range(n), min(n, 20))) if n <= 300 else frozenset()
+    delays = tuple(rnd.choice([0.0, 0.0, 0.0, 0.0002, 0.001]) for _ in range(rnd.randint(1, 4))) if n <= 300 else (0.0,)
     bad = frozenset(rnd.sample(range(n), min(n, rnd.randint(0, 3))))
     workers = rnd.randint(2, 4)
-    stage = spread(outputs=outputs, slow=slow, bad=bad).options(
+    stage = fan(outputs=outputs, delays=delays, bad=bad).options(
         workers=workers, packets_in_flight=workers + rnd.choice([0, 0, 1, 4]), ordered=True, on_error="skip"
     )
     flow: Any = sf.source(range(-1, n - 1)) | plus_one.options(workers=rnd.randint(1, 3), ordered=True) | stage
-    expected = [1000 * x + k for x in range(n) for k in range(outputs[x % len(outputs)] // (2 if x in bad else 1))]
+    expected = _expected(list(range(n)), outputs, bad)
     if rnd.random() < 0.3:
         flow = flow | plus_one.options(workers=rnd.randint(2, 3), ordered=True)
         expected = [y + 1 for y in expected]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", sf.FailuresWarning)
-        assert (flow | listed).run(**setup, inactivity_timeout=60) == expected
+        assert (flow | collect).run(**setup, inactivity_timeout=60) == expected
 
 
 # -- failure policies: bad items that raise, time out or kill their worker ------------------------
