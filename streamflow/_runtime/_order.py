@@ -134,11 +134,12 @@ class Turnstile:
         try:
             item = next(numbering)
         except StopIteration:
-            self.ended(numbering.position)
+            self._ended(numbering.position)
             raise
         seq = numbering.position
         if seq - self.ctrl[_TURN] >= self.window:
-            self.make_room(worker, seq, receiver)
+            with receiver.clock:
+                self._make_room(worker, seq)
         return item, seq
 
     def numbering(self, worker: int, receiver: Receiver) -> NumberingReceiver:
@@ -147,12 +148,11 @@ class Turnstile:
         numbering.gap = functools.partial(self.gap, worker)
         return numbering
 
-    def make_room(self, worker: int, seq: int, receiver: Receiver) -> None:
+    def _make_room(self, worker: int, seq: int) -> None:
         """Input ``seq`` is a window ahead of the oldest unfinished one: wait until it is not."""
-        with receiver.clock:
-            self._wait(worker, seq - self.window + 1)
+        self._wait(worker, seq - self.window + 1)
 
-    def ended(self, end: int) -> None:
+    def _ended(self, end: int) -> None:
         """A worker's input ended at number ``end``; each worker's end may have a number of
         its own, after every input's: the smallest is where the stream ends."""
         ctrl = self.ctrl
@@ -168,7 +168,7 @@ class Turnstile:
     def gap(self, worker: int, seq: int) -> None:
         """Number ``seq`` came without an input: it is done as it is taken."""
         if seq - self.ctrl[_TURN] >= self.window:
-            self._wait(worker, seq - self.window + 1)
+            self._make_room(worker, seq)
         self.done(seq)
 
     def gate(self, worker: int, seq: int) -> None:
@@ -311,32 +311,26 @@ class InOrder:
 
 
 class InEdgeOrder(InOrder):
-    """``InOrder`` on an edge that numbers its packets: a worker's steps for each input, inline."""
+    """``InOrder`` on an edge that numbers its packets (a ``Turnstile``'s): its steps bound once,
+    its turn looked at without a call."""
 
-    __slots__ = ("_own", "_ctrl", "_window", "_done", "_numbering")
+    __slots__ = ("_ctrl", "_done", "_take")
 
     def __init__(self, turnstile: Turnstile, worker: int, receiver: NumberingReceiver) -> None:
         super().__init__(turnstile, worker, receiver)
-        self._own = turnstile
         self._ctrl = turnstile.ctrl
-        self._window = turnstile.window
         self._done = turnstile.done
-        self._numbering = receiver
+        self._take = turnstile.take
 
     def __next__(self) -> Any:
         seq = self.seq
         if seq >= 0:
             self._done(seq)
-        receiver = self._numbering
         try:
-            item = next(receiver)  # frees the last packet first
+            item, self.seq = self._take(self._worker, self._receiver)  # frees the last packet first
         except StopIteration:
             self.seq = -1
-            self._own.ended(receiver.position)
             raise
-        self.seq = seq = receiver.position
-        if seq - self._ctrl[_TURN] >= self._window:
-            self._own.make_room(self._worker, seq, receiver)
         return item
 
     def gate(self) -> None:

@@ -58,7 +58,7 @@ class LocalEdge(Unrecoverable):
         self._consumers_left = consumers
         self.numbered = numbered
         self._numbers = itertools.count()  # numbered: the next packet's number
-        self._numbering = threading.Lock() if producers > 1 else None  # drawn and put in one step
+        self._numbering = threading.Lock() if numbered and producers > 1 else None  # drawn and put in one step
         self._end = -1  # numbered: the end's number, once the last producer closed
         self._lock = threading.Lock()  # taken only when a worker ends
         self._moved = 0  # packets sent; read by the inactivity watchdog
@@ -235,6 +235,6 @@ class LocalNumberingReceiver(LocalReceiver):
 
     def _took(self, item: Any) -> Any:
         if item is _END:
-            self.position = self._edge._end
+            self.position = self._edge._end  # and the stream ends here
         self.position, packet = super()._took(item)
         return packet
