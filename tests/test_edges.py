@@ -161,6 +161,30 @@ def test_capacity_one_is_lockstep(make_edge: MakeEdge) -> None:
     assert producer.error is None
 
 
+@pytest.mark.parametrize("consumers", [1, 2])
+def test_a_slot_carries_every_kind_of_message_in_turn(make_edge: MakeEdge, consumers: int) -> None:
+    """One slot reused by plain pickles, out-of-band buffers and large messages, in every order."""
+    np = pytest.importorskip("numpy")
+    edge = make_edge(1, 1, consumers)
+    kinds = [{"a": 1}, np.arange(300, dtype=np.int32), "x" * 3000, np.arange(5.0), {"b": [2]}, "y", b"z" * 3500]
+    if isinstance(edge, ShmEdge) and edge.limit is None:
+        kinds.append(b"o" * 100_000)  # over the default slot: an overflow segment
+    items = kinds + kinds[::-1] + kinds
+    producer = Producer(edge, 0, items)
+    producer.start()
+    received = list(edge.receiver(0))
+    for index in range(1, consumers):
+        edge.receiver(index).finish()
+    producer.join(10)
+    assert producer.error is None
+    assert len(received) == len(items)
+    for got, sent in zip(received, items):
+        if isinstance(sent, np.ndarray):
+            assert np.array_equal(got, sent)
+        else:
+            assert got == sent
+
+
 def test_each_producers_packets_arrive_in_order(make_edge: MakeEdge) -> None:
     edge = make_edge(4, 3, 1)
     producers = [Producer(edge, p, [(p, i) for i in range(50)]) for p in range(3)]

@@ -55,6 +55,7 @@ _QUEUES = 16  # first index of the free queue
 _PAGE = mmap.PAGESIZE
 _OVERFLOW = 1
 _SKIP = 2  # a slot a producer reserved but did not fill
+_KIND = 1  # the head's second word (its buffers' count and flags): 0 for a plain pickle
 
 
 class ShmEdge:
@@ -121,6 +122,7 @@ class ShmEdge:
         self.ready = Semaphore(0, prefix=prefix, inherited=forked)
         many = producers > 1 or consumers > 1
         self.ring = not many
+        self.after = [*range(1, capacity), 0]  # ring mode: the slot that follows each
         self.numbered = many  # the ready queue numbers the packets: receivers tell each one's ``position``
         # Producers move FREE_HEAD and READY_TAIL, consumers FREE_TAIL and
         # READY_HEAD: a side needs a lock only when several workers share it.
@@ -148,9 +150,13 @@ class ShmEdge:
         self.data = view[self.data_offset :]
         size = self.slot_size
         self.slots = [self.data[i * size : (i + 1) * size] for i in range(self.capacity)]
+        # A plain pickle (the common case) writes and reads only its head's kind word, 0,
+        # and loads from the payload's view: pickle ignores the bytes past its end.
+        self.heads = [slot[:_HEAD_SIZE].cast("q") for slot in self.slots]
+        self.payloads = [slot[_HEAD_SIZE:] for slot in self.slots]
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in ("ctrl", "data", "slots")}
+        return {k: v for k, v in self.__dict__.items() if k not in _VIEWS}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -160,6 +166,8 @@ class ShmEdge:
         return ShmSender(self, endpoint)
 
     def receiver(self, endpoint: int) -> ShmReceiver | _Replaying:
+        if self.ring and not self.recoverable:
+            return _RingReceiver(self)
         receiver = ShmReceiver(self, endpoint)
         if self.recoverable and receiver._held >= 0 and self.ctrl[self.again_base + endpoint] > 0:
             return _Replaying(receiver, receiver._held)
@@ -182,6 +190,8 @@ class ShmEdge:
         """A copy of the packet in slot ``index``, or what can be said of it."""
         size, count, flags = _HEAD.unpack_from(self.slots[index], 0)
         try:
+            if not (count or flags):
+                return _loads(self.payloads[index])
             if flags == _OVERFLOW:
                 overflow = _Overflow(self)
                 try:
@@ -189,11 +199,10 @@ class ShmEdge:
                         return read(view, copy=True)
                 finally:
                     overflow.close()
-            if not (count or flags):
-                return _loads(self.slots[index][_HEAD.size : _HEAD.size + size])
             return read(self.slots[index], True)
         except Exception as exc:  # noqa: BLE001 - described instead
-            return f"<an item of {size:,} bytes that cannot be read in the caller: {exc}>"
+            what = f"an item of {size:,} bytes" if count or flags else "an item"  # a plain pickle's size is not written
+            return f"<{what} that cannot be read in the caller: {exc}>"
 
     def semaphores(self) -> list[Semaphore]:
         locks = (self.producer_lock, self.consumer_lock, self.end_lock)
@@ -222,8 +231,9 @@ class ShmEdge:
         """Unlink the names, unmap and close this process's view; the memory
         goes with the last process that maps it."""
         self.unlink()
-        for view in self.__dict__.pop("slots", []):
-            view.release()
+        for name in ("heads", "payloads", "slots"):
+            for view in self.__dict__.pop(name, []):
+                view.release()
         for name in ("ctrl", "data"):
             view = self.__dict__.pop(name, None)
             if view is not None:
@@ -239,6 +249,9 @@ class ShmEdge:
         ctrl[tail] = position + 1
 
 
+_VIEWS = ("ctrl", "data", "slots", "heads", "payloads")  # this process's views of the segment
+
+
 def _round_up(value: int, unit: int) -> int:
     return (value + unit - 1) // unit * unit
 
@@ -247,9 +260,9 @@ class ShmSender:
     """The producing end of an edge; the per-packet path is kept flat on purpose."""
 
     __slots__ = (
-        "_edge", "_ctrl", "_slots", "_free_acquire", "_free_lock", "_ready_release", "_ready_lock",
-        "_ready_base", "_ready_size", "_capacity", "_checks_main", "_index", "_room", "_buffers", "_keep",
-        "_ring", "_next", "_sent", "_overflow", "_spin", "_spinning", "_reserved_at", "clock",
+        "_edge", "_ctrl", "_slots", "_heads", "_payloads", "_free_acquire", "_free_lock", "_ready_release",
+        "_ready_lock", "_ready_base", "_ready_size", "_capacity", "_checks_main", "_index", "_room", "_buffers", "_keep",
+        "_ring", "_flat", "_next", "_after", "_sent", "_overflow", "_spin", "_spinning", "_reserved_at", "clock",
     )
 
     def __init__(self, edge: ShmEdge, endpoint: int = 0) -> None:
@@ -257,6 +270,8 @@ class ShmSender:
         self._edge = edge
         self._ctrl = edge.ctrl
         self._slots = edge.slots
+        self._heads = edge.heads
+        self._payloads = edge.payloads
         self._free_acquire = edge.free.acquire
         self._free_lock = edge.producer_lock
         self._ready_release = edge.ready.release
@@ -272,10 +287,12 @@ class ShmSender:
         self._ring = edge.ring
         self._sent = int(self._ctrl[_MOVED]) if edge.ring else 0  # nonzero for a replacement
         self._next = self._sent % self._capacity  # ring mode: the slot to fill next
+        self._after = edge.after
         self._overflow = _Overflow(edge)
         self._spin = edge.spin
         self._spinning = True
         self._reserved_at = edge.reserved_base + endpoint if edge.recoverable else -1
+        self._flat = edge.ring and not edge.recoverable  # sending is one step: the common case, inline
         if self._reserved_at >= 0 and self._ctrl[self._reserved_at] >= 0:
             # The worker this one replaces died with a slot reserved: pass it on empty.
             self._index = int(self._ctrl[self._reserved_at])
@@ -291,7 +308,7 @@ class ShmSender:
             raise Aborted() if ctrl[_ABORT] else DownstreamClosed()
         if self._ring:
             index = self._next
-            self._next = index + 1 if index + 1 < self._capacity else 0
+            self._next = self._after[index]
         else:
             index = self._take_free()
         self._index = index
@@ -328,19 +345,19 @@ class ShmSender:
             main: bytes | None = _dumps(item, 5, buffer_callback=self._keep)
         except Exception:  # noqa: BLE001 - retried by value in _send_packed
             main = None
-        slot = self._slots[self._index]
+        index = self._index
         if (
             main is not None
             and len(main) <= self._room
             and not self._buffers
             and not (self._checks_main and b"__main__" in main)
         ):
-            _pack_head(slot, 0, len(main), 0, 0)
-            slot[_HEAD_SIZE : _HEAD_SIZE + len(main)] = main
+            self._heads[index][_KIND] = 0  # a plain pickle
+            self._payloads[index][: len(main)] = main
         else:
-            self._send_packed(slot, item, main)
+            self._send_packed(self._slots[index], item, main)
         self._sent += 1
-        if self._ring and self._reserved_at < 0:  # the common case, inline
+        if self._flat:
             self._ctrl[_MOVED] = self._sent
             self._ready_release()
         else:
@@ -413,9 +430,9 @@ class ShmReceiver:
     """The consuming end of an edge; asking for a packet frees the previous one."""
 
     __slots__ = (
-        "_edge", "_ctrl", "_slots", "_ready_acquire", "_ready_lock", "_free_release", "_free_lock",
+        "_edge", "_ctrl", "_slots", "_heads", "_payloads", "_ready_acquire", "_ready_lock", "_free_release", "_free_lock",
         "_ready_base", "_ready_size", "_capacity", "_held", "_ended", "_finished", "_copy",
-        "_ring", "_next", "_received", "_overflow", "_spin", "_spinning", "_held_at", "clock", "position", "gap",
+        "_ring", "_next", "_after", "_received", "_overflow", "_spin", "_spinning", "_held_at", "clock", "position", "gap",
     )
 
     def __init__(self, edge: ShmEdge, endpoint: int = 0) -> None:
@@ -425,6 +442,8 @@ class ShmReceiver:
         self._edge = edge
         self._ctrl = edge.ctrl
         self._slots = edge.slots
+        self._heads = edge.heads
+        self._payloads = edge.payloads
         self._ready_acquire = edge.ready.acquire
         self._ready_lock = edge.consumer_lock
         self._free_release = edge.free.release
@@ -439,6 +458,7 @@ class ShmReceiver:
         self._ring = edge.ring
         self._received = int(self._ctrl[_RECEIVED]) if edge.ring else 0  # nonzero for a replacement
         self._next = self._received % self._capacity  # ring mode: the slot to read next
+        self._after = edge.after
         self._overflow = _Overflow(edge)
         self._spin = edge.spin
         self._spinning = True
@@ -507,18 +527,16 @@ class ShmReceiver:
                 raise StopIteration
             self._received += 1
             index = self._next
-            self._next = index + 1 if index + 1 < self._capacity else 0
+            self._next = self._after[index]
             if self._held_at >= 0:
                 ctrl[_RECEIVED] = self._received
                 ctrl[self._held_at] = index
         else:
             index = self._take_ready()
         self._held = index
-        slot = self._slots[index]
-        size, count, flags = _unpack_head(slot, 0)
-        if not (count or flags):  # a plain pickle: the common case, inline
-            return _loads(slot[_HEAD_SIZE : _HEAD_SIZE + size])
-        return self._decode(index)
+        if self._heads[index][_KIND]:
+            return self._decode(index)
+        return _loads(self._payloads[index])  # a plain pickle: the common case, inline
 
     def _take_ready(self) -> int:
         """Queue mode: the index of a ready slot; at the end of the stream, raises StopIteration."""
@@ -543,7 +561,7 @@ class ShmReceiver:
         slot = self._slots[index]
         size, count, flags = _unpack_head(slot, 0)
         if not (count or flags):
-            return _loads(slot[_HEAD_SIZE : _HEAD_SIZE + size])
+            return _loads(self._payloads[index])
         if flags == _SKIP:  # a slot its producer gave back unused
             if self.gap is not None:
                 self.release()
@@ -584,6 +602,32 @@ class ShmReceiver:
         never frees it twice."""
         self._ctrl[self._held_at] = -1
         self._ctrl[self._edge.again_base + self._held_at - self._edge.held_base] = 0
+
+
+class _RingReceiver(ShmReceiver):
+    """The consuming end of a ring that no worker takes over (the common case): its packet path in one frame."""
+
+    __slots__ = ()
+
+    def __next__(self) -> Any:
+        if self._held >= 0:
+            self._held = -1
+            self._free_release()
+        if self._ended:
+            raise StopIteration
+        if not self._ready_acquire(False):
+            with self.clock:
+                self._spinning = wait(self._ready_acquire, self._spin, self._spinning)
+        ctrl = self._ctrl
+        if ctrl[_ABORT] or self._received == ctrl[_END]:
+            return self._take()  # raises Aborted or StopIteration
+        self._received += 1
+        index = self._next
+        self._next = self._after[index]
+        self._held = index
+        if self._heads[index][_KIND]:
+            return self._decode(index)
+        return _loads(self._payloads[index])
 
 
 class _Replaying:
