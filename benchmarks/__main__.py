@@ -7,7 +7,10 @@ Workloads (each on the thread backend and on processes under fork and spawn):
   and without ``max_message_size``; next to the wall time, the CPU time
   and voluntary context switches a message costs all the flow's processes
   (``getrusage`` in each, over the same stretch); with one worker on
-  processes, a pure-Python reference ring (``ring.py``) as the floor;
+  processes, a pure-Python reference ring (``ring.py``) as the floor, and
+  the same ring with streamflow's backpressure (``strict``: a stage takes
+  its next item only once a slot is free; at ``packets_in_flight=1`` the
+  plain ring is not in lockstep);
 - edges: the same flow over streamflow's shared-memory edges without the
   runtime (no worker loop, counters or supervisor), against the same ring:
   what the transport costs, apart from the runtime;
@@ -83,9 +86,11 @@ class Row:
     ours: float
     theirs: float | None = None
     floor: float | None = None
+    strict: float | None = None
+    """The floor with streamflow's backpressure (``ring.py``, ``strict``)."""
     note: str = ""
     usage: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
-    """(CPU us, voluntary context switches) per message, for "ours", "theirs", "floor"."""
+    """(CPU us, voluntary context switches) per message, for "ours", "theirs", "floor", "strict"."""
 
     @property
     def ratio(self) -> float | None:
@@ -97,6 +102,10 @@ class Row:
     @property
     def over_floor(self) -> float | None:
         return None if self.floor is None or not self.floor else self.ours / self.floor
+
+    @property
+    def over_strict(self) -> float | None:
+        return None if self.strict is None or not self.strict else self.ours / self.strict
 
 
 @dataclasses.dataclass
@@ -212,17 +221,23 @@ def _small(settings: Settings) -> Iterator[Row]:
                     )
                     return Sample(*w.per_message(meter, n))
 
-                def ring() -> Sample:
-                    meter = _meter("fork")
-                    run_ring(n, pif, meter)
-                    return Sample(*w.per_message(meter, n))
-
-                floor = ring if backend == "process" and workers == 1 else None
-                rows = _rows(settings, "small", config, "us/msg", ours, theirs, floor)
+                floors = _rings(n, pif) if backend == "process" and workers == 1 else (None, None)
+                rows = _rows(settings, "small", config, "us/msg", ours, theirs, *floors)
                 for row in rows:
-                    if floor is not None:
-                        row.note = "floor = reference ring (fork)"
+                    if row.floor is not None:
+                        row.note = "floor, strict = reference ring (fork), without and with backpressure"
                 yield from rows
+
+
+def _rings(n: int, pif: int) -> tuple[Measure, Measure]:
+    """The reference ring's measures: as it is, and with streamflow's backpressure (``strict``)."""
+
+    def ring(strict: bool) -> Sample:
+        meter = _meter("fork")
+        run_ring(n, pif, meter, strict)
+        return Sample(*w.per_message(meter, n))
+
+    return (lambda: ring(False)), (lambda: ring(True))
 
 
 def _edges(settings: Settings) -> Iterator[Row]:
@@ -236,14 +251,9 @@ def _edges(settings: Settings) -> Iterator[Row]:
                 run_edges(n, pif, limit, meter)
                 return Sample(*w.per_message(meter, n))
 
-            def ring() -> Sample:
-                meter = _meter("fork")
-                run_ring(n, pif, meter)
-                return Sample(*w.per_message(meter, n))
-
             config = f"process/fork w=1 pif={pif} mms={limit or '-'}"
-            for row in _rows(settings, "edges", config, "us/msg", ours, None, ring):
-                row.note = "edges alone, no runtime; floor = reference ring (fork)"
+            for row in _rows(settings, "edges", config, "us/msg", ours, None, *_rings(n, pif)):
+                row.note = "edges alone, no runtime; floor, strict = reference ring (fork), without and with backpressure"
                 yield row
 
 
@@ -661,6 +671,7 @@ def _rows(
     ours: Measure,
     theirs: Measure | None,
     floor: Measure | None = None,
+    strict: Measure | None = None,
     repeats: int | None = None,
 ) -> list[Row]:
     """A row per spin budget, each the best of ``repeats``; the contenders
@@ -682,14 +693,17 @@ def _rows(
             keep("theirs", theirs)
         if floor is not None:
             keep("floor", floor)
-    theirs_best, floor_best = best.get("theirs"), best.get("floor")
+        if strict is not None:
+            keep("strict", strict)
+    theirs_best, floor_best, strict_best = best.get("theirs"), best.get("floor"), best.get("strict")
     rows = []
     for budget in settings.spins:
         ours_best = best[f"ours {budget}"]
         row = Row(workload, _with_spin(config, budget), unit, ours_best.value)
         row.theirs = theirs_best.value if theirs_best else None
         row.floor = floor_best.value if floor_best else None
-        for role, sample in (("ours", ours_best), ("theirs", theirs_best), ("floor", floor_best)):
+        row.strict = strict_best.value if strict_best else None
+        for role, sample in (("ours", ours_best), ("theirs", theirs_best), ("floor", floor_best), ("strict", strict_best)):
             if sample and sample.cpu is not None and sample.switches is not None:
                 row.usage[role] = (sample.cpu, sample.switches)
         rows.append(row)
@@ -729,6 +743,8 @@ def _format(row: Row, compare: bool) -> str:
         text += f" {theirs:>10} {ratio:>8}"
     if row.floor is not None:
         text += f"  floor {row.floor:.2f} ({row.over_floor:.2f}x)"
+    if row.strict is not None:
+        text += f"  strict {row.strict:.2f} ({row.over_strict:.2f}x)"
     if row.usage:
         text += "  cpu us/csw:" + "".join(
             f" {role} {cpu:.2f}/{switches:.2f}" for role, (cpu, switches) in row.usage.items()
@@ -776,7 +792,7 @@ def main(argv: list[str] | None = None) -> None:
         if not args.json:
             print(_format(row, settings.compare), flush=True)
     if args.json:
-        print(json.dumps([{**dataclasses.asdict(r), "ratio": r.ratio, "over_floor": r.over_floor} for r in rows], indent=2))
+        print(json.dumps([{**dataclasses.asdict(r), "ratio": r.ratio, "over_floor": r.over_floor, "over_strict": r.over_strict} for r in rows], indent=2))
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import multiprocessing
 import os
 import pickle
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from streamflow._transport._memory import new_run_id, sweep
@@ -55,20 +55,41 @@ class Ring:
         self.view = memoryview(self.memory)
         self.ctrl = self.view[:_CONTROL].cast("q")
 
-    def send_all(self, items: Iterator[Any]) -> None:
-        """Pickle each item into the next slot once it is free, then mark the end."""
+    def send_all(self, items: Iterable[Any], strict: bool = False) -> None:
+        """Pickle each item into the next slot once it is free, then mark the end.
+
+        ``strict``: take each item from ``items`` only once a slot is free, as
+        streamflow does (a ``yield`` blocks until there is room).  Otherwise
+        the next item is built and pickled while the ring is full: one packet
+        more in flight than ``capacity``, and at capacity 1 no lockstep.
+        """
         ctrl, view, capacity, slot = self.ctrl, self.view, self.capacity, self.slot
         dumps, pack, spin = pickle.dumps, _LENGTH.pack_into, os.sched_yield
         tail = 0
-        for item in items:
-            data = dumps(item, 5)
-            while tail - ctrl[_HEAD] >= capacity:
-                spin()
-            offset = _CONTROL + tail % capacity * slot
-            pack(view, offset, len(data))
-            view[offset + 8 : offset + 8 + len(data)] = data
-            tail += 1
-            ctrl[_TAIL] = tail  # published after the bytes: x86 keeps stores in order
+        if strict:
+            pull = iter(items).__next__
+            while True:
+                while tail - ctrl[_HEAD] >= capacity:
+                    spin()
+                try:
+                    data = dumps(pull(), 5)
+                except StopIteration:
+                    break
+                offset = _CONTROL + tail % capacity * slot
+                pack(view, offset, len(data))
+                view[offset + 8 : offset + 8 + len(data)] = data
+                tail += 1
+                ctrl[_TAIL] = tail
+        else:
+            for item in items:
+                data = dumps(item, 5)
+                while tail - ctrl[_HEAD] >= capacity:
+                    spin()
+                offset = _CONTROL + tail % capacity * slot
+                pack(view, offset, len(data))
+                view[offset + 8 : offset + 8 + len(data)] = data
+                tail += 1
+                ctrl[_TAIL] = tail  # published after the bytes: x86 keeps stores in order
         while tail - ctrl[_HEAD] >= capacity:
             spin()
         pack(view, _CONTROL + tail % capacity * slot, _END)
@@ -91,22 +112,23 @@ class Ring:
             ctrl[_HEAD] = head
 
 
-def _source(out: Ring, n: int, meter: Any) -> None:
-    out.send_all({"index": i, "name": "item", "value": 0.5} for i in metered(range(n), meter, SOURCE))
+def _source(out: Ring, n: int, meter: Any, strict: bool) -> None:
+    out.send_all(({"index": i, "name": "item", "value": 0.5} for i in metered(range(n), meter, SOURCE)), strict)
 
 
-def _pass(inp: Ring, out: Ring, meter: Any) -> None:
-    out.send_all(metered(inp.receive(), meter, PASS))
+def _pass(inp: Ring, out: Ring, meter: Any, strict: bool) -> None:
+    out.send_all(metered(inp.receive(), meter, PASS), strict)
 
 
 def _sink(inp: Ring, meter: Any) -> None:
     _time_stream(metered(inp.receive(), meter, SINK), meter)
 
 
-def run_ring(n: int, capacity: int, meter: Any) -> None:
-    """Run source -> pass-through -> sink over two rings in three forked processes."""
+def run_ring(n: int, capacity: int, meter: Any, strict: bool = False) -> None:
+    """Run source -> pass-through -> sink over two rings in three forked processes
+    (``strict``: with streamflow's backpressure, see ``Ring.send_all``)."""
     first, second = Ring(capacity), Ring(capacity)
-    _run_three((_source, (first, n, meter)), (_pass, (first, second, meter)), (_sink, (second, meter)))
+    _run_three((_source, (first, n, meter, strict)), (_pass, (first, second, meter, strict)), (_sink, (second, meter)))
     for ring in (first, second):
         ring.ctrl.release()
         ring.view.release()
