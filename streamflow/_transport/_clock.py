@@ -12,6 +12,9 @@ caller's) keeps one of its own that nobody reads.
 
     with self.clock:                 # only where the end is about to block
         acquire(True)
+
+Ends between processes time their waits inside ``_spin.wait``, which
+reads the same clock (``perf_counter``) as it spins anyway.
 """
 
 from __future__ import annotations

@@ -300,8 +300,7 @@ class ShmSender:
 
     def reserve(self) -> None:
         if not self._free_acquire(False):
-            with self.clock:
-                self._spinning = wait(self._free_acquire, self._spin, self._spinning)
+            self._spinning = wait(self._free_acquire, self._spin, self._spinning, self.clock)
         ctrl = self._ctrl
         if ctrl[_ABORT] or ctrl[_CLOSED]:
             self._edge.free.release()  # pass the wake-up on to the next waiter
@@ -500,8 +499,7 @@ class ShmReceiver:
         if self._ended:
             raise StopIteration
         if not self._ready_acquire(False):
-            with self.clock:
-                self._spinning = wait(self._ready_acquire, self._spin, self._spinning)
+            self._spinning = wait(self._ready_acquire, self._spin, self._spinning, self.clock)
         return self._take()
 
     def next_within(self, seconds: float) -> Any:
@@ -616,8 +614,7 @@ class _RingReceiver(ShmReceiver):
         if self._ended:
             raise StopIteration
         if not self._ready_acquire(False):
-            with self.clock:
-                self._spinning = wait(self._ready_acquire, self._spin, self._spinning)
+            self._spinning = wait(self._ready_acquire, self._spin, self._spinning, self.clock)
         ctrl = self._ctrl
         if ctrl[_ABORT] or self._received == ctrl[_END]:
             return self._take()  # raises Aborted or StopIteration

@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable
 
 from .._errors import OptionError
+from ._clock import Clock
 
 __all__ = ["DEFAULT_SPIN_US", "SPIN_ENV", "spin_budget", "wait"]
 
@@ -37,7 +38,7 @@ SPIN_ENV = "STREAMFLOW_SPIN_US"
 DEFAULT_SPIN_US = 50.0  # in lockstep here 5 us caught no hand-off, 10-20 us most, 50 us all (100-200 us: the same)
 _WORTH = 4  # a wait up to this many budgets long (a sleeper's wake-up included) was worth spinning for
 
-_now = time.monotonic_ns
+_now = time.perf_counter_ns  # the clock of ``Clock``, in nanoseconds
 _yield = os.sched_yield
 
 
@@ -69,7 +70,7 @@ def _nanoseconds(microseconds: float, given: str) -> int:
     return round(microseconds * 1000)
 
 
-def wait(acquire: Callable[[bool], bool], budget: int, spin: bool = True) -> bool:
+def wait(acquire: Callable[[bool], bool], budget: int, spin: bool = True, clock: Clock | None = None) -> bool:
     """Acquire a semaphore after ``acquire(False)`` failed; return whether the next wait should spin.
 
     Retries ``acquire(False)`` for ``budget`` nanoseconds (if ``spin``),
@@ -82,18 +83,25 @@ def wait(acquire: Callable[[bool], bool], budget: int, spin: bool = True) -> boo
     A wait far longer than the budget says the producer is slow (a
     CPU-bound stage, an idle source): the next wait sleeps at once, and
     spinning resumes after a wait short enough to have been worth it.
+
+    ``clock`` times the wait, as ``with clock:`` would, on the clock reads
+    the wait makes anyway: in lockstep every packet waits, at both ends.
     """
-    if budget <= 0:
-        acquire(True)
-        return False
     start = _now()
-    if spin:
-        deadline = start + budget
-        while True:
-            _yield()
-            if acquire(False):
-                return True
-            if _now() >= deadline:
-                break
-    acquire(True)
-    return _now() - start <= _WORTH * budget
+    if clock is not None:
+        clock.since = start / 1e9
+    try:
+        if spin and budget > 0:
+            deadline = start + budget
+            while True:
+                _yield()
+                if acquire(False):
+                    return True
+                if _now() >= deadline:
+                    break
+        acquire(True)
+        return budget > 0 and _now() - start <= _WORTH * budget
+    finally:
+        if clock is not None:
+            clock.total += _now() / 1e9 - clock.since
+            clock.since = 0.0
