@@ -66,6 +66,7 @@ class Ring:
         ctrl, view, capacity, slot = self.ctrl, self.view, self.capacity, self.slot
         dumps, pack, spin = pickle.dumps, _LENGTH.pack_into, os.sched_yield
         tail = 0
+        # The two loops differ only in when they take the next item: each stays inline, as a floor should.
         if strict:
             pull = iter(items).__next__
             while True:
