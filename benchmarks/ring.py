@@ -161,7 +161,7 @@ def run_edges(n: int, capacity: int, max_message_size: int | None, meter: Any) -
     edges = [
         ShmEdge(
             name=name, capacity=capacity, producers=1, consumers=1, max_message_size=max_message_size,
-            shared_buffer=False, run_id=new_run_id(), forked=True, reader=Reader.FORKED,
+            shared_buffer=False, run_id=new_run_id(), forked=True, reader=Reader.FORKED, watched=False,
         )
         for name in ("source", "pass")
     ]

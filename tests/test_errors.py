@@ -168,6 +168,22 @@ def test_a_slow_but_moving_flow_is_not_inactive(parallel_opts: dict[str, Any]) -
 
 
 @sf.stage
+def trickle(n: int, every: float) -> Iterator[int]:
+    """``n`` items, ``every`` seconds apart: a flow that moves, slowly."""
+    for i in range(n):
+        if i:
+            time.sleep(every)
+        yield i
+
+
+def test_a_trickle_that_outlasts_its_timeout_is_not_inactive() -> None:
+    """Edges between processes count the packets they move only when an inactivity timeout is set:
+    a flow that keeps moving for longer than its timeout must be seen moving."""
+    flow = trickle(n=6, every=0.5) | square | total
+    assert flow.run(backend="process", start_method="fork", inactivity_timeout=2.0) == sum(i * i for i in range(6))
+
+
+@sf.stage
 def interrupt_caller(xs: Iterable[int], release: Any) -> Iterator[int]:
     for x in xs:
         if x == 5:

@@ -146,6 +146,7 @@ class ProcessBackend:
     def __init__(self, plan: Plan, config: RunConfig) -> None:
         self._plan = plan
         self._spin = config.spin_us  # None: the caller's STREAMFLOW_SPIN_US, or the default
+        self._watched = config.inactivity_timeout is not None  # the supervisor reads the edges' ``moved()``
         self._method = config.start_method or DEFAULT_START_METHOD
         self._forked = self._method == "fork"
         self._warm = self._method == "warm"
@@ -181,6 +182,7 @@ class ProcessBackend:
             index=link.index,
             spin=self._spin,
             recoverable=link.recoverable,
+            watched=self._watched,
         )
         self._edges.append(edge)
         return edge

@@ -81,6 +81,7 @@ class ShmEdge:
         index: int = 0,
         spin: float | None = None,
         recoverable: bool = False,
+        watched: bool = True,
     ) -> None:
         """``forked``: workers inherit the edge (else it is pickled to them);
         ``reader``: who unpickles its messages (the caller, for an open flow's last edge);
@@ -89,6 +90,8 @@ class ShmEdge:
         ``recoverable``: a new worker can take over the end of one that died
         (``held``, ``again``); the edge then keeps, per worker, the slot it
         holds or has reserved, and in ring mode how far the consumer has read.
+        ``watched``: someone reads ``moved()`` (an inactivity timeout); else
+        the count of packets sent is kept only where a replacement needs it.
         Raises ``OptionError`` for a bad spin budget."""
         self.spin = spin_budget(spin)  # nanoseconds; travels to the workers inside the edge
         self.name = name
@@ -104,6 +107,7 @@ class ShmEdge:
         self.ready_base = _QUEUES + capacity
         self.ready_size = capacity + consumers  # room for the end-of-stream marks
         self.recoverable = recoverable
+        self.watched = watched
         # Per worker: the slot each consumer holds, the failed attempts at it
         # (nonzero: give it again), the slot each producer has reserved.
         self.held_base = self.ready_base + self.ready_size
@@ -214,6 +218,7 @@ class ShmEdge:
             sem.unlink()
 
     def moved(self) -> int:
+        """Packets sent so far: counted only on a ``watched`` edge, or one in ring mode that is ``recoverable``."""
         return int(self.ctrl[_MOVED])
 
     def aborted(self) -> bool:
@@ -262,7 +267,7 @@ class ShmSender:
     __slots__ = (
         "_edge", "_ctrl", "_slots", "_heads", "_payloads", "_free_acquire", "_free_lock", "_ready_release",
         "_ready_lock", "_ready_base", "_ready_size", "_capacity", "_checks_main", "_index", "_room", "_buffers", "_keep",
-        "_ring", "_flat", "_next", "_after", "_sent", "_overflow", "_spin", "_spinning", "_reserved_at", "clock",
+        "_ring", "_counts", "_flat", "_next", "_after", "_sent", "_overflow", "_spin", "_spinning", "_reserved_at", "clock",
     )
 
     def __init__(self, edge: ShmEdge, endpoint: int = 0) -> None:
@@ -292,6 +297,7 @@ class ShmSender:
         self._spin = edge.spin
         self._spinning = True
         self._reserved_at = edge.reserved_base + endpoint if edge.recoverable else -1
+        self._counts = edge.watched or (edge.ring and edge.recoverable)  # keeps ``_MOVED``
         self._flat = edge.ring and not edge.recoverable  # sending is one step: the common case, inline
         if self._reserved_at >= 0 and self._ctrl[self._reserved_at] >= 0:
             # The worker this one replaces died with a slot reserved: pass it on empty.
@@ -357,7 +363,8 @@ class ShmSender:
             self._send_packed(self._slots[index], item, main)
         self._sent += 1
         if self._flat:
-            self._ctrl[_MOVED] = self._sent
+            if self._counts:
+                self._ctrl[_MOVED] = self._sent
             self._ready_release()
         else:
             self._post()
@@ -368,7 +375,8 @@ class ShmSender:
         if self._reserved_at >= 0:
             ctrl[self._reserved_at] = -1  # dying from here on loses the slot, never doubles it
         if self._ring:
-            ctrl[_MOVED] = self._sent
+            if self._counts:
+                ctrl[_MOVED] = self._sent
         else:
             lock = self._ready_lock
             if lock is not None:
@@ -378,7 +386,8 @@ class ShmSender:
             ctrl[_READY_TAIL] = position + 1
             if lock is not None:
                 lock.release()
-            ctrl[_MOVED] += 1  # under no lock: a lost count still shows movement
+            if self._counts:
+                ctrl[_MOVED] += 1  # under no lock: a lost count still shows movement
         self._ready_release()
 
     def _send_packed(self, slot: memoryview, item: Any, main: bytes | None) -> None:
