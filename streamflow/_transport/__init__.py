@@ -131,7 +131,8 @@ class Edge(Protocol):
         """Whether ``abort()`` was called, from any worker (for waits the edge does not wake)."""
 
     def moved(self) -> int:
-        """A count that changes whenever a packet is sent (for inactivity checks)."""
+        """A count that changes whenever a packet is sent (for inactivity checks; a shared-memory
+        edge keeps it only when built ``watched``)."""
 
     def close(self) -> None:
         """Free what the edge holds; only its owner calls this, once every end is done."""
