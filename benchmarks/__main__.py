@@ -57,8 +57,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
+from streamflow._options import StartMethod
 from streamflow._transport._spin import SPIN_ENV
 
 from . import io, order, policies
@@ -449,7 +450,7 @@ def _run_probe_startup(method: str, library: str, later_runs: int) -> None:
     def once() -> float:
         started = time.perf_counter()
         if library == "streamflow":
-            h.flow().run(start_method=method)
+            h.flow().run(start_method=cast(StartMethod, method))  # checked by the caller's choices
         else:
             Task = _pipeline_lib().PipelineTask
             _pl_run(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import typing
 from collections.abc import Iterable, Iterator
 
-import sklearn.ensemble  # noqa: F401 - the import being measured
+import sklearn.ensemble  # type: ignore[import-untyped]  # noqa: F401 - the import being measured
 
 import streamflow as sf
 
