@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import streamflow as sf
 
-from .conftest import BACKENDS, _backend
+from .conftest import BACKENDS, _backend, mp_context
 
 ORDERING = list(BACKENDS)
 EXAMPLES = {"inline": 30, "thread": 40, "warm": 15, "fork": 15, "ray": 6}
@@ -75,6 +75,41 @@ def test_ordered_gives_what_one_worker_gives(backend: str, request: pytest.Fixtu
             run = (sf.source(items) | stage | collect).start(**options, inactivity_timeout=60)
             assert run.result() == _expected(items, outputs, bad)
         assert sorted(f.item for f in run.failures) == sorted(bad)
+
+    check()
+
+
+@sf.map
+def square_unless_bad(x: int, delays: tuple[float, ...], bad: frozenset[int]) -> int:
+    time.sleep(delays[x % len(delays)])
+    if x in bad:
+        raise ValueError(x)
+    return x * x
+
+
+@pytest.mark.parametrize("backend", ORDERING)
+@pytest.mark.timeout(300)
+def test_ordered_map_stage_gives_what_one_worker_gives(backend: str, request: pytest.FixtureRequest) -> None:
+    """A map stage's input is done as its output leaves; a skipped one's, at its worker's next pull."""
+    options = _backend(request, backend)
+
+    @settings(max_examples=EXAMPLES[backend], deadline=None, suppress_health_check=list(HealthCheck))
+    @given(
+        items=st.lists(st.integers(0, 10_000), max_size=50, unique=True),
+        delays=st.lists(st.sampled_from([0.0, 0.0, 0.0005, 0.002]), min_size=1, max_size=4).map(tuple),
+        workers=st.integers(1, 4),
+        extra=st.integers(0, 3),
+        picks=st.lists(st.integers(0, 49), max_size=4),
+    )
+    def check(items: list[int], delays: tuple[float, ...], workers: int, extra: int, picks: list[int]) -> None:
+        bad = frozenset(items[i] for i in picks if i < len(items))
+        stage = square_unless_bad(delays=delays, bad=bad).options(
+            workers=workers, packets_in_flight=workers + extra, ordered=True, on_error="skip"
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", sf.FailuresWarning)
+            got = (sf.source(items) | stage | collect).run(**options, inactivity_timeout=60)
+        assert got == [x * x for x in items if x not in bad]
 
     check()
 
@@ -162,6 +197,39 @@ def test_ordered_stage_reads_an_ordered_stage(backend: str, request: pytest.Fixt
     then = sleepy_square.options(workers=2, ordered=True)
     expected = [y * y for y in _expected(list(range(90)), (1, 0, 2), frozenset())]
     assert (range(90) | first | then | collect).run(**options) == expected
+
+
+@sf.map
+def first_waits_for_second(x: int, taken: Any) -> int:
+    """Input 0 is worked on until the other worker has taken input 1."""
+    if x == 1:
+        taken.set()
+    elif x == 0:
+        taken.wait(30)
+    return x
+
+
+@sf.stage
+def hold_first_until_second(xs: Iterable[int], arrived: Any) -> Iterator[int]:
+    """Output 0 is held (its slot with it) until the other worker has output 1 (-1: it never came)."""
+    for x in xs:
+        if x == 1:
+            arrived.set()
+        yield -1 if x == 0 and not arrived.wait(10) else x
+
+
+def test_a_map_input_is_done_as_its_output_leaves(parallel_opts: dict[str, Any]) -> None:
+    """The worker that sent output 0 then waits for a slot, held downstream until output 1
+    arrives: output 1 must not wait for that worker's next pull to take its turn."""
+    context = mp_context(parallel_opts)
+    taken, arrived = context.Event(), context.Event()
+    flow = (
+        range(4)
+        | first_waits_for_second(taken=taken).options(workers=2, packets_in_flight=2, ordered=True)
+        | hold_first_until_second(arrived=arrived).options(workers=2)
+        | collect
+    )
+    assert sorted(flow.run(**parallel_opts)) == [0, 1, 2, 3]
 
 
 def test_ordered_is_for_processors() -> None:

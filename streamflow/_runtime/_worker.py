@@ -72,7 +72,9 @@ def run_job(job: Job, report: Report) -> None:
                 sender.clock = counters.output
             if sender is not None and receiver is not None:
                 carry(receiver, sender)
-            gate = order.gate if isinstance(order, InOrder) else None  # each output waits for its input's turn
+            send = None  # ``sender.send``, or an ordered stage's, whose outputs wait for their turn
+            if isinstance(order, InOrder) and sender is not None:
+                send = order.sending(sender.send, node.per_item)
             body = Body(node, worker, lambda: any(edge.aborted() for edge in edges), job.grace)
             if sender is None:
                 outcome.result = body.call(stream)  # a sink has run to completion
@@ -80,9 +82,9 @@ def run_job(job: Job, report: Report) -> None:
                 _pump(_calls(job, body, stream, order, counters, report), sender, counters)  # ``Calls`` gates
             elif stream is not None and node.options.has_policy:
                 alarm = alarm_for(node, counters.row)
-                _pump(_resilient(job, body, stream, alarm, counters, report), sender, counters, gate)
+                _pump(_resilient(job, body, stream, alarm, counters, report), sender, counters, send)
             else:
-                _pump(iter(body.call(stream)), sender, counters, gate)
+                _pump(iter(body.call(stream)), sender, counters, send)
             ending, body = body, None
             ending.close()  # its errors are the worker's: the stream is done
         if stream is not None:
@@ -211,10 +213,12 @@ class _Counted:
         self._receiver.finish()
 
 
-def _pump(items: Iterator[Any], sender: Sender, counters: Counters, gate: Callable[[], None] | None = None) -> None:
-    """Move ``items`` onto ``sender``, one reserved slot per packet; ``gate``: called before each
-    send (an ordered stage's output waits there for its input's turn)."""
-    reserve, send = sender.reserve, sender.send
+def _pump(items: Iterator[Any], sender: Sender, counters: Counters, send: Callable[[Any], None] | None = None) -> None:
+    """Move ``items`` onto ``sender``, one reserved slot per packet; ``send``: instead of
+    ``sender.send`` (an ordered stage's, which waits for each output's turn)."""
+    reserve = sender.reserve
+    if send is None:
+        send = sender.send
     try:
         while True:
             reserve()
@@ -223,8 +227,6 @@ def _pump(items: Iterator[Any], sender: Sender, counters: Counters, gate: Callab
             except StopIteration:
                 sender.unreserve()
                 break
-            if gate is not None:
-                gate()
             send(item)
             counters.items_out += 1
     except DownstreamClosed:
