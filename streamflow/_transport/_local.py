@@ -15,7 +15,10 @@ An edge read by an ordered stage numbers its packets (``NumberingReceiver``):
 a sender draws each packet's number and puts it in the queue in one step
 (under a lock only where several producers share the edge), so numbers
 follow the queue's order, and every consumer's end of the stream is
-numbered after the last packet.
+numbered after the last packet.  Numbered or not, the ends are one class
+each: threads run every stage's ends through the same lines of code, and
+the interpreter specializes a line for one class only (a subclass made the
+ordered thread flow's ends look up their attributes by name each time).
 
 An end alone on its side of the edge looks before it takes: what it sees
 is its own, so only a wait that blocks reads the clock (``_clock``).  Ends
@@ -65,10 +68,10 @@ class LocalEdge(Unrecoverable):
         self._aborted = False
 
     def sender(self, endpoint: int) -> LocalSender:
-        return LocalNumberingSender(self) if self.numbered else LocalSender(self)
+        return LocalSender(self)
 
     def receiver(self, endpoint: int) -> LocalReceiver:
-        return LocalNumberingReceiver(self) if self.numbered else LocalReceiver(self)
+        return LocalReceiver(self)
 
     def moved(self) -> int:
         return self._moved
@@ -103,7 +106,9 @@ class LocalEdge(Unrecoverable):
 
 
 class LocalSender:
-    __slots__ = ("_edge", "_slots", "_items", "_alone", "clock")
+    """Puts packets; on a ``numbered`` edge, each with its number, in one step."""
+
+    __slots__ = ("_edge", "_slots", "_items", "_alone", "_numbers", "_numbering", "clock")
 
     def __init__(self, edge: LocalEdge) -> None:
         self.clock = Clock()
@@ -111,6 +116,8 @@ class LocalSender:
         self._slots = edge._slots
         self._items = edge._items
         self._alone = not edge._shared_by_producers  # a free slot it sees is its own
+        self._numbers = edge._numbers if edge.numbered else None
+        self._numbering = edge._numbering
 
     def reserve(self) -> None:
         if self._alone and not self._slots.empty():
@@ -126,35 +133,27 @@ class LocalSender:
         self._slots.put(_SLOT)
 
     def send(self, item: Any) -> None:
-        self._items.put(item)
+        numbers = self._numbers
+        if numbers is None:
+            self._items.put(item)
+        elif self._numbering is None:
+            self._items.put((next(numbers), item))
+        else:
+            with self._numbering:
+                self._items.put((next(numbers), item))
         self._edge._moved += 1
 
     def close(self) -> None:
         self._edge._producer_closed()
 
 
-class LocalNumberingSender(LocalSender):
-    """A sender that numbers its packets as it puts them (``LocalEdge(numbered=True)``)."""
-
-    __slots__ = ("_numbers", "_numbering")
-
-    def __init__(self, edge: LocalEdge) -> None:
-        super().__init__(edge)
-        self._numbers = edge._numbers
-        self._numbering = edge._numbering
-
-    def send(self, item: Any) -> None:
-        lock = self._numbering
-        if lock is None:
-            self._items.put((next(self._numbers), item))
-        else:
-            with lock:
-                self._items.put((next(self._numbers), item))
-        self._edge._moved += 1
-
-
 class LocalReceiver:
-    __slots__ = ("_edge", "_slots", "_items", "_held", "_ended", "_finished", "_alone", "clock")
+    """Takes packets; on a ``numbered`` edge it tells each one's number (``position``, a
+    ``NumberingReceiver``).  Threads give back no slot empty: ``gap`` is never called."""
+
+    __slots__ = (
+        "_edge", "_slots", "_items", "_held", "_ended", "_finished", "_alone", "_numbered", "clock", "position", "gap",
+    )
 
     def __init__(self, edge: LocalEdge) -> None:
         self.clock = Clock()
@@ -162,9 +161,12 @@ class LocalReceiver:
         self._slots = edge._slots
         self._items = edge._items
         self._alone = not edge._shared_by_consumers  # a packet it sees waiting is its own
+        self._numbered = edge.numbered
         self._held = False
         self._ended = False
         self._finished = False
+        self.position = -1
+        self.gap: Callable[[int], None] | None = None
 
     def __iter__(self) -> LocalReceiver:
         return self
@@ -205,11 +207,15 @@ class LocalReceiver:
     def _took(self, item: Any) -> Any:
         if item is _END:
             self._ended = True
+            if self._numbered:
+                self.position = self._edge._end  # the stream ends here
             raise StopIteration
         if item is _ABORT:
             self._items.put(_ABORT)
             raise Aborted()
         self._held = True
+        if self._numbered:
+            self.position, item = item
         return item
 
     def finish(self) -> None:
@@ -221,20 +227,3 @@ class LocalReceiver:
             self._slots.put(_SLOT)
         if not self._ended:
             self._edge._consumer_finished()
-
-
-class LocalNumberingReceiver(LocalReceiver):
-    """A receiver that tells each packet's number (``position``); threads give back no slot empty."""
-
-    __slots__ = ("position", "gap")
-
-    def __init__(self, edge: LocalEdge) -> None:
-        super().__init__(edge)
-        self.position = -1
-        self.gap: Callable[[int], None] | None = None  # never called: no number comes without a packet
-
-    def _took(self, item: Any) -> Any:
-        if item is _END:
-            self.position = self._edge._end  # and the stream ends here
-        self.position, packet = super()._took(item)
-        return packet
