@@ -15,7 +15,7 @@ import streamflow as sf
 
 from .policies import records, stamps
 
-__all__ = ["batch_latency", "ordered_cost"]
+__all__ = ["against_unordered", "batch_latency", "ordered_cost"]
 
 
 @sf.map
@@ -32,23 +32,32 @@ def work(record: dict[str, int], microseconds: float = 200.0) -> dict[str, int]:
     return record
 
 
-def ordered_cost(options: dict[str, Any], workload: str, n: int, repeats: int) -> tuple[float, float, float]:
-    """Microseconds a message unordered and ordered, 2 workers, best of ``repeats``, and the
-    median of ordered over unordered in each of the ``repeats`` pairs of runs, taken in turns.
+def ordered_cost(options: dict[str, Any], workload: str, n: int, pairs: int) -> tuple[float, float, list[float]]:
+    """Microseconds a message unordered and ordered, 2 workers, best of ``pairs`` runs each,
+    and ordered over unordered in each of the ``pairs`` pairs of runs, taken in turns.
 
-    The median of the pairs is the steadier measure: two runs in a row share the machine's
-    state of the moment, and one lucky best does not move it.
+    The pairs' ratios are the steadier measure: two runs in a row share the machine's
+    state of the moment, and one lucky best does not move their median.
     """
     stage = touch if workload == "small" else work
     times: dict[bool, list[float]] = {False: [], True: []}
-    for _ in range(repeats):
+    for _ in range(pairs):
         for ordered in (False, True):
             flow = records(n=n) | stage.options(workers=2, ordered=ordered) | stamps
             first, last, count = flow.run(**options)
             assert count == n
             times[ordered].append((last - first) / max(1, n - 1) * 1e6)
-    ratio = statistics.median(o / u for u, o in zip(times[False], times[True]))
-    return min(times[False]), min(times[True]), ratio
+    ratios = [o / u for u, o in zip(times[False], times[True])]
+    return min(times[False]), min(times[True]), ratios
+
+
+def against_unordered(ratios: list[float], unordered: float, ordered: float) -> str:
+    """A row's note: the median of the pairs' ratios, their middle half, and the best runs'."""
+    quartiles = statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) > 1 else ratios * 3
+    return (
+        f"{statistics.median(ratios) - 1:+.0%} against unordered, median of {len(ratios)} pairs "
+        f"(middle half {quartiles[0] - 1:+.0%} to {quartiles[2] - 1:+.0%}); best {ordered / unordered - 1:+.0%}"
+    )
 
 
 @sf.stage
