@@ -19,6 +19,18 @@ from .conftest import BACKENDS, _backend, mp_context
 ORDERING = list(BACKENDS)
 EXAMPLES = {"inline": 30, "thread": 40, "warm": 15, "fork": 15, "ray": 6}
 
+# What the hypothesis tests draw: inputs, per-item delays, workers, packets_in_flight
+# over workers, and the places of the items that fail.
+ITEMS = st.lists(st.integers(0, 10_000), max_size=50, unique=True)
+DELAYS = st.lists(st.sampled_from([0.0, 0.0, 0.0005, 0.002]), min_size=1, max_size=4).map(tuple)
+WORKERS = st.integers(1, 4)
+EXTRA = st.integers(0, 3)
+PICKS = st.lists(st.integers(0, 49), max_size=4)
+
+
+def _examples(backend: str) -> settings:
+    return settings(max_examples=EXAMPLES[backend], deadline=None, suppress_health_check=list(HealthCheck))
+
 
 @sf.stage
 def fan(items: Iterable[int], outputs: tuple[int, ...], delays: tuple[float, ...], bad: frozenset[int]) -> Iterator[int]:
@@ -54,14 +66,14 @@ def _expected(items: list[int], outputs: tuple[int, ...], bad: frozenset[int]) -
 def test_ordered_gives_what_one_worker_gives(backend: str, request: pytest.FixtureRequest) -> None:
     options = _backend(request, backend)
 
-    @settings(max_examples=EXAMPLES[backend], deadline=None, suppress_health_check=list(HealthCheck))
+    @_examples(backend)
     @given(
-        items=st.lists(st.integers(0, 10_000), max_size=50, unique=True),
+        items=ITEMS,
         outputs=st.lists(st.integers(0, 3), min_size=1, max_size=5).map(tuple),
-        delays=st.lists(st.sampled_from([0.0, 0.0, 0.0005, 0.002]), min_size=1, max_size=4).map(tuple),
-        workers=st.integers(1, 4),
-        extra=st.integers(0, 3),
-        picks=st.lists(st.integers(0, 49), max_size=4),
+        delays=DELAYS,
+        workers=WORKERS,
+        extra=EXTRA,
+        picks=PICKS,
     )
     def check(
         items: list[int], outputs: tuple[int, ...], delays: tuple[float, ...], workers: int, extra: int, picks: list[int]
@@ -93,14 +105,8 @@ def test_ordered_map_stage_gives_what_one_worker_gives(backend: str, request: py
     """A map stage's input is done as its output leaves; a skipped one's, at its worker's next pull."""
     options = _backend(request, backend)
 
-    @settings(max_examples=EXAMPLES[backend], deadline=None, suppress_health_check=list(HealthCheck))
-    @given(
-        items=st.lists(st.integers(0, 10_000), max_size=50, unique=True),
-        delays=st.lists(st.sampled_from([0.0, 0.0, 0.0005, 0.002]), min_size=1, max_size=4).map(tuple),
-        workers=st.integers(1, 4),
-        extra=st.integers(0, 3),
-        picks=st.lists(st.integers(0, 49), max_size=4),
-    )
+    @_examples(backend)
+    @given(items=ITEMS, delays=DELAYS, workers=WORKERS, extra=EXTRA, picks=PICKS)
     def check(items: list[int], delays: tuple[float, ...], workers: int, extra: int, picks: list[int]) -> None:
         bad = frozenset(items[i] for i in picks if i < len(items))
         stage = square_unless_bad(delays=delays, bad=bad).options(
