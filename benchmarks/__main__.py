@@ -29,9 +29,10 @@ Workloads (each on the thread backend and on processes under fork and spawn):
   never acts (skip, retries, timeout) against none, and the time a run
   loses when a worker is killed and replaced (on Ray too, in the ray rows);
 - ordered: ``ordered=True`` against unordered with 2 workers (small
-  messages, and about 200 us of work each), run in turns (at least 11
-  pairs, 3 with ``--quick``): the note gives the median of ordered over
-  unordered across the pairs and their middle half; batch: the latency from an
+  messages, and about 200 us of work each), run in turns (at least 41
+  pairs of small runs and 11 of medium ones; 5 and 3 with ``--quick``): the
+  note gives the median of ordered over unordered across the pairs and
+  their middle half; batch: the latency from an
   item's arrival to its batch's emission under ``max_wait`` with a slow source;
 - io: 2,000 calls of 50 ms simulated I/O, on one worker of an ``async def``
   map stage at ``concurrency=100`` against a sync stage on 100 thread
@@ -575,11 +576,15 @@ def _policy(settings: Settings) -> Iterator[Row]:
 
 def _ordered(settings: Settings) -> Iterator[Row]:
     """ordered=True against unordered, 2 workers; batch latency under max_wait with a slow source."""
-    pairs = max(settings.repeats, 3 if settings.quick else 11)  # one pair's ratio moves by 10-20 points here
-    for workload, n in (("small", 5_000 if settings.quick else 20_000), ("medium", 2_000 if settings.quick else 5_000)):
+    # One pair's ratio moves by 10-20 points here (placement of 4 processes on 2 cores):
+    # small runs are short, so they take more pairs.
+    workloads = [("small", 20_000, 41), ("medium", 5_000, 11)]
+    if settings.quick:
+        workloads = [("small", 5_000, 5), ("medium", 2_000, 3)]
+    for workload, n, pairs in workloads:
         for backend, method in [("thread", None), ("process", "fork")]:
             options = {"backend": backend, **({"start_method": method} if method else {})}
-            unordered, ordered, ratios = order.ordered_cost(options, workload, n, pairs)
+            unordered, ordered, ratios = order.ordered_cost(options, workload, n, max(pairs, settings.repeats))
             yield Row("ordered", f"{_label(backend, method)} {workload} unordered", "us/msg", unordered)
             yield Row("ordered", f"{_label(backend, method)} {workload} ordered", "us/msg", ordered,
                       note=order.against_unordered(ratios, unordered, ordered))
