@@ -44,6 +44,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Protocol, runtime_checkable
 
 from .._transport import Aborted, NumberingReceiver, Receiver
+from .._transport._clock import Clock
 from .._transport._spin import spin_budget, wait
 
 __all__ = ["InEdgeOrder", "InOrder", "Numbered", "Order", "OrderedEdge", "Turnstile", "in_order", "window_for"]
@@ -53,6 +54,7 @@ _WAITERS = 3  # how many workers wait: whoever moves the turn wakes them only if
 _WAITING = 4  # then one word a worker: the turn it waits for, or _NOTHING
 _NOTHING = -1
 _ALL_DONE = 1 << 62  # a wait until every input is done; also _END, until the input ended
+_MAPPED = ("ctrl", "_flags", "_lock_acquire", "_lock_release")  # made again in each process (``_map``)
 
 # ``InOrder.seq`` when it is no input's number:
 _UNTAKEN = -2  # nothing taken yet
@@ -122,10 +124,12 @@ class Turnstile:
 
     def _map(self) -> None:
         self.ctrl = memoryview(self.buffer.memory).cast("B").cast("q")
-        self._done = _WAITING + self.workers
+        self._flags = self.ctrl[_WAITING + self.workers :]  # the done flags, one an input of the window
+        # Bound once: a semaphore's methods are looked up by name at every call.
+        self._lock_acquire, self._lock_release = self.lock.acquire, self.lock.release
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "ctrl"}
+        return {k: v for k, v in self.__dict__.items() if k not in _MAPPED}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -140,12 +144,11 @@ class Turnstile:
         try:
             item = next(numbering)
         except StopIteration:
-            self._ended(numbering.position)
+            self.ended(numbering.position)
             raise
         seq = numbering.position
         if seq - self.ctrl[_TURN] >= self.window:
-            with receiver.clock:
-                self._make_room(worker, seq)
+            self.make_room(worker, seq, receiver.clock)
         return item, seq
 
     def numbering(self, worker: int, receiver: Receiver) -> NumberingReceiver:
@@ -154,11 +157,13 @@ class Turnstile:
         numbering.gap = functools.partial(self.gap, worker)
         return numbering
 
-    def _make_room(self, worker: int, seq: int) -> None:
-        """Input ``seq`` is a window ahead of the oldest unfinished one: wait until it is not."""
-        self._wait(worker, seq - self.window + 1)
+    def make_room(self, worker: int, seq: int, clock: Clock) -> None:
+        """Input ``seq`` is a window ahead of the oldest unfinished one: wait until it is not,
+        timed on ``clock`` (the worker's waits for input)."""
+        with clock:
+            self._wait(worker, seq - self.window + 1)
 
-    def _ended(self, end: int) -> None:
+    def ended(self, end: int) -> None:
         """A worker's input ended at number ``end``; each worker's end may have a number of
         its own, after every input's: the smallest is where the stream ends."""
         ctrl = self.ctrl
@@ -174,7 +179,7 @@ class Turnstile:
     def gap(self, worker: int, seq: int) -> None:
         """Number ``seq`` came without an input: it is done as it is taken."""
         if seq - self.ctrl[_TURN] >= self.window:
-            self._make_room(worker, seq)
+            self._wait(worker, seq - self.window + 1)
         self.done(seq)
 
     def gate(self, worker: int, seq: int) -> None:
@@ -188,23 +193,24 @@ class Turnstile:
 
     def done(self, seq: int) -> None:
         """Every output of input ``seq`` has left."""
-        ctrl, lock = self.ctrl, self.lock
-        if not lock.acquire(False):
-            wait(lock.acquire, self.spin)
+        ctrl, flags, window = self.ctrl, self._flags, self.window
+        acquire, release = self._lock_acquire, self._lock_release
+        if not acquire(False):
+            wait(acquire, self.spin)
         try:
             if ctrl[_TURN] != seq:
-                ctrl[self._done + seq % self.window] = 1
+                flags[seq % window] = 1
                 return
             # A set flag ahead is the input of that very number: none is taken a window ahead.
-            turn, done, window = seq + 1, self._done, self.window
-            while ctrl[done + turn % window]:
-                ctrl[done + turn % window] = 0
+            turn = seq + 1
+            while flags[turn % window]:
+                flags[turn % window] = 0
                 turn += 1
             ctrl[_TURN] = turn
             if ctrl[_WAITERS]:
                 self._wake_all()
         finally:
-            lock.release()
+            release()
 
     def _wait(self, worker: int, turn: int) -> None:
         """Sleep until the turn reaches ``turn`` (``_ALL_DONE``: every input is done)."""
@@ -258,6 +264,7 @@ class Turnstile:
 
     def close(self) -> None:
         """Let go of the shared state (the run's owner, once every worker has ended)."""
+        self._flags.release()
         self.ctrl.release()
         self.buffer.close()
 
@@ -341,14 +348,13 @@ class InEdgeOrder(InOrder):
     its turn looked at without a call, its input read by one generator (``_items``): resuming
     a generator costs less than a call to ``__next__`` from C, per item."""
 
-    __slots__ = ("_ctrl", "_done", "_take", "_input")
+    __slots__ = ("_ctrl", "_done", "_input")
 
     def __init__(self, turnstile: Turnstile, worker: int, receiver: NumberingReceiver) -> None:
         super().__init__(turnstile, worker, receiver)
         self._ctrl = turnstile.ctrl
         self._done = turnstile.done
-        self._take = turnstile.take
-        self._input = self._items()
+        self._input = self._items(turnstile, receiver)
 
     def __iter__(self) -> Iterator[Any]:
         return self._input
@@ -356,17 +362,22 @@ class InEdgeOrder(InOrder):
     def __next__(self) -> Any:
         return next(self._input)
 
-    def _items(self) -> Iterator[Any]:
-        done, take, worker, receiver = self._done, self._take, self._worker, self._receiver
+    def _items(self, turnstile: Turnstile, receiver: NumberingReceiver) -> Iterator[Any]:
+        """``Turnstile.take`` inlined, its waits left to it: a call and a tuple less an item."""
+        done, ctrl, window, worker = self._done, self._ctrl, turnstile.window, self._worker
         while True:
             seq = self.seq
             if seq >= 0:
                 done(seq)
             try:
-                item, self.seq = take(worker, receiver)  # frees the last packet first
+                item = next(receiver)  # frees the last packet first
             except StopIteration:
                 self.seq = _ENDED
+                turnstile.ended(receiver.position)
                 return
+            self.seq = seq = receiver.position
+            if seq - ctrl[_TURN] >= window:
+                turnstile.make_room(worker, seq, receiver.clock)
             yield item
 
     def _send_next(self, item: Any) -> None:
