@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import streamflow as sf
 
-from .conftest import BACKENDS, _backend, mp_context
+from .conftest import BACKENDS, PROCESS_BACKENDS, _backend, mp_context
 
 ORDERING = list(BACKENDS)
 EXAMPLES = {"inline": 30, "thread": 40, "warm": 15, "fork": 15, "ray": 6}
@@ -224,9 +224,11 @@ def hold_first_until_second(xs: Iterable[int], arrived: Any) -> Iterator[int]:
         yield -1 if x == 0 and not arrived.wait(10) else x
 
 
-def test_a_map_input_is_done_as_its_output_leaves(parallel_opts: dict[str, Any]) -> None:
+@pytest.mark.parametrize("backend", [name for name in PROCESS_BACKENDS if name != "inline"])
+def test_a_map_input_is_done_as_its_output_leaves(backend: str, request: pytest.FixtureRequest) -> None:
     """The worker that sent output 0 then waits for a slot, held downstream until output 1
     arrives: output 1 must not wait for that worker's next pull to take its turn."""
+    parallel_opts = _backend(request, backend) if backend in BACKENDS else dict(PROCESS_BACKENDS[backend])
     context = mp_context(parallel_opts)
     taken, arrived = context.Event(), context.Event()
     flow = (
