@@ -25,7 +25,7 @@ from ._flow import ClosedFlow, Flow
 from ._map import map
 from ._options import RunOptions, StageOptions
 from ._run import Run
-from ._runtime import RemoteTraceback, WorkerInfo, worker_info
+from ._runtime import RemoteTraceback, WorkerInfo, shutdown, worker_info
 from ._stage import Processor, Sink, Source, Stage, source, stage
 from ._stats import StageStats, WorkerStats
 
@@ -57,6 +57,7 @@ __all__ = [
     "WorkerStats",
     "batch",
     "map",
+    "shutdown",
     "source",
     "stage",
     "unbatch",

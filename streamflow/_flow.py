@@ -20,7 +20,7 @@ from ._options import RunConfig, RunOptions
 from ._plan import build_plan
 from ._run import Run
 from ._stage import Processor, Sink, Source, Stage, source
-from ._typecheck import TypeConflict, is_subtype, show, substitute
+from ._typecheck import TypeConflict, is_subtype, show, show_apart, substitute
 
 if TYPE_CHECKING:
     from ._batch import Batch, Unbatch
@@ -38,6 +38,13 @@ def _stages_of(part: Any) -> tuple[Stage[Any, Any, Any], ...]:
         return (part,)
     if isinstance(part, _Composite):
         return part.stages
+    if isinstance(part, (tuple, list, set, frozenset)) and any(isinstance(p, (Stage, _Composite)) for p in part):
+        raise FlowTypeError(
+            f"cannot compose a {type(part).__name__} of stages into a flow: '|' takes one stage or "
+            "flow, and a tuple is not a fan-out; to give every item to each of them, use "
+            "sf.tee(a, b), to give each item to one of them, sf.route(key, {...}), and for one "
+            "output of each per item, sf.zip(a, b)"
+        )
     if isinstance(part, Iterable) and not isinstance(part, (str, bytes)):
         return (source(part),)
     raise FlowTypeError(
@@ -75,9 +82,10 @@ def _link(up: Stage[Any, Any, Any], up_type: Any, down: Stage[Any, Any, Any]) ->
             f" in '{down.name}' ({down.where})"
         ) from None
     if not fits:
+        yields, consumes = show_apart(up_type, down.input_type)
         raise FlowTypeError(
-            f"{head}: '{up.name}' yields {show(up_type)}, '{down.name}' consumes "
-            f"{show(down.input_type)} ('{up.name}' {up.where}; '{down.name}' {down.where})"
+            f"{head}: '{up.name}' yields {yields}, '{down.name}' consumes "
+            f"{consumes} ('{up.name}' {up.where}; '{down.name}' {down.where})"
         )
     return substitute(down.output_type, bindings)
 
@@ -174,9 +182,9 @@ class _Composite:
             compose(input, self._stages[0])  # the input's items must fit too
             stages = (source(input, name="input"), *stages)
         config = RunConfig.of(options)
+        plan = _runtime.plan(stages, config)
         for stage in stages:
             stage.claim()
-        plan = build_plan(stages)
         with _runtime.deferred_interrupts():  # a Ctrl-C now stops the start-up cleanly
             return Run(_runtime.start(plan, config), plan, config.backend, config.progress)
 

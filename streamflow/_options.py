@@ -37,7 +37,7 @@ class StageArgs(TypedDict, total=False):
 
     ``workers``: workers running the stage (default 1).
     ``packets_in_flight``: packets on the stage's output edge at most, being
-    built, buffered or consumed (default ``2 * workers``).
+    built, buffered or consumed (default ``2 * workers``; ``64 * workers`` on Ray).
     ``max_message_size``: bytes of one message between processes; fixed
     shared-memory slots of that size (default: unset, any size).
     ``shared_buffer``: consumers read arrays in place, without a copy
@@ -204,11 +204,14 @@ class StageOptions:
                 f"or move the work that can fail into a processor or an @sf.map stage"
             )
 
-    def resolved(self) -> StageOptions:
-        """These options with every default filled in (``packets_in_flight``)."""
+    def resolved(self, packets_per_worker: int = 2) -> StageOptions:
+        """These options with every default filled in: ``packets_in_flight``, ``packets_per_worker``
+        times the workers (the backend's default; at least two for each call an async map keeps
+        in flight)."""
         if self.packets_in_flight is not None:
             return self
-        return dataclasses.replace(self, packets_in_flight=2 * self.workers * self.concurrency)
+        most = max(packets_per_worker, 2 * self.concurrency) * self.workers
+        return dataclasses.replace(self, packets_in_flight=most)
 
     def changed(self) -> dict[str, Any]:
         """The options that differ from their defaults, in field order."""

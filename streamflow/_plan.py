@@ -100,24 +100,26 @@ class Planned(Protocol):
     @property
     def constants(self) -> Mapping[str, Any]: ...
     @property
-    def run_options(self) -> StageOptions: ...
+    def set_options(self) -> StageOptions: ...
     @property
     def one_shot(self) -> bool: ...
     @property
     def signature(self) -> Signature: ...
 
 
-def build_plan(stages: Sequence[Planned]) -> Plan:
-    """The plan that runs ``stages``, a chain from first to last."""
+def build_plan(stages: Sequence[Planned], packets_per_worker: int = 2) -> Plan:
+    """The plan that runs ``stages``, a chain from first to last; ``packets_per_worker``: the
+    backend's default ``packets_in_flight`` for each worker of a stage."""
     seen: dict[str, int] = {}
     nodes, links = [], []
     last = len(stages) - 1
+    resolved = [stage.set_options.resolved(packets_per_worker) for stage in stages]
     for index, stage in enumerate(stages):
         seen[stage.name] = seen.get(stage.name, 0) + 1
         name = stage.name if seen[stage.name] == 1 else f"{stage.name}#{seen[stage.name]}"
         inputs = (index - 1,) if index > 0 else ()
         outputs = (index,) if stage.kind != "sink" else ()
-        options = stage.run_options
+        options = resolved[index]
         nodes.append(
             Node(
                 index, name, stage.name, stage.kind, stage.fn, dict(stage.constants), options,
@@ -134,14 +136,14 @@ def build_plan(stages: Sequence[Planned]) -> Plan:
                     producer=index,
                     consumer=index + 1 if index < last else None,
                     producers=options.workers,
-                    consumers=stages[index + 1].run_options.workers if index < last else 1,
+                    consumers=resolved[index + 1].workers if index < last else 1,
                     capacity=options.packets_in_flight,
                     max_message_size=options.max_message_size,
                     shared_buffer=options.shared_buffer,
                     producer_replaced=options.replaces_crashed,
-                    consumer_replaced=index < last and stages[index + 1].run_options.replaces_crashed,
+                    consumer_replaced=index < last and resolved[index + 1].replaces_crashed,
                     producer_ordered=options.keeps_order,
-                    consumer_ordered=index < last and stages[index + 1].run_options.keeps_order,
+                    consumer_ordered=index < last and resolved[index + 1].keeps_order,
                 )
             )
     return Plan(tuple(nodes), tuple(links))

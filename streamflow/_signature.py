@@ -95,6 +95,12 @@ def analyse(fn: Callable[..., Any], *, per_item: bool = False) -> Signature:
         if not output_annotated:
             produces, item = inspect.isgeneratorfunction(call) or inspect.isasyncgenfunction(call), None
         _check_async(call, hints, stream_param, produces, is_async)
+    if per_item and inspect.isgeneratorfunction(call):
+        raise FlowTypeError(
+            f"@sf.map takes a function that returns one output per item; '{getattr(fn, '__name__', fn)}' "
+            f"({where(call)}) is a generator function: to yield any number of outputs, make it an "
+            f"@sf.stage over the stream, e.g. 'def {getattr(call, '__name__', 'stage')}(items: Iterable[X]) -> Iterator[Y]'"
+        )
     if per_item and inspect.isasyncgenfunction(call):
         raise FlowTypeError(
             f"@sf.map takes a function that returns one output per item; '{getattr(fn, '__qualname__', fn)}' "

@@ -122,8 +122,14 @@ class Stage(Generic[P, I, O]):
 
     @property
     def run_options(self) -> StageOptions:
-        """All run options, defaults filled in."""
+        """All run options, defaults filled in (``packets_in_flight``: the process and thread
+        backends' default; a run on another backend may fill in another)."""
         return self._options.resolved()
+
+    @property
+    def set_options(self) -> StageOptions:
+        """The run options as set, defaults not filled in."""
+        return self._options
 
     @property
     def constants(self) -> Mapping[str, Any]:

@@ -20,7 +20,7 @@ from typing import Any, TypeVar, Union, get_args, get_origin
 
 from typing_extensions import Annotated, Literal, Never, NoReturn, is_protocol
 
-__all__ = ["TypeConflict", "element_type", "is_subtype", "show", "stream_item", "substitute"]
+__all__ = ["TypeConflict", "element_type", "is_subtype", "show", "show_apart", "stream_item", "substitute"]
 
 _NONE = type(None)
 _UNION_TYPES: tuple[Any, ...] = (Union, types.UnionType)
@@ -44,8 +44,9 @@ class TypeConflict(Exception):
         self.var, self.first, self.second = var, first, second
 
 
-def show(hint: Any) -> str:
-    """A hint written the way it appears in source code: ``list[Row]``, ``int | None``."""
+def show(hint: Any, qualified: bool = False) -> str:
+    """A hint written the way it appears in source code: ``list[Row]``, ``int | None``;
+    ``qualified``: classes with their module (``app.models.Row``), to tell apart two of one name."""
     hint = _strip(hint)
     if hint is _NONE:
         return "None"
@@ -54,23 +55,33 @@ def show(hint: Any) -> str:
     if hint is Ellipsis:
         return "..."
     if isinstance(hint, (list, tuple)):  # a Callable's parameters
-        return "[" + ", ".join(show(arg) for arg in hint) + "]"
+        return "[" + ", ".join(show(arg, qualified) for arg in hint) + "]"
     if isinstance(hint, typing.ForwardRef):
         return hint.__forward_arg__
     if isinstance(hint, (TypeVar, typing.NewType, typing.ParamSpec)):
         return str(hint.__name__)
     origin = get_origin(hint)
     if isinstance(hint, type) and origin is None:
-        return hint.__name__ if hint.__module__ == "builtins" else hint.__qualname__
+        if hint.__module__ == "builtins":
+            return hint.__name__
+        return f"{hint.__module__}.{hint.__qualname__}" if qualified else hint.__qualname__
     if origin in _UNION_TYPES:
-        return " | ".join(show(arg) for arg in get_args(hint))
+        return " | ".join(show(arg, qualified) for arg in get_args(hint))
     if origin is Literal:
         return "Literal[" + ", ".join(repr(arg) for arg in get_args(hint)) + "]"
     if origin is not None:
         args = get_args(hint)
         name = getattr(origin, "__name__", None) or str(origin).rpartition(".")[2]
-        return f"{name}[{', '.join(show(arg) for arg in args)}]" if args else name
+        return f"{name}[{', '.join(show(arg, qualified) for arg in args)}]" if args else name
     return str(getattr(hint, "__name__", None) or repr(hint))
+
+
+def show_apart(first: Any, second: Any) -> tuple[str, str]:
+    """``show`` of two hints, qualified with their modules if they would read the same."""
+    shown = show(first), show(second)
+    if shown[0] == shown[1]:
+        return show(first, qualified=True), show(second, qualified=True)
+    return shown
 
 
 def stream_item(hint: Any, *, producer: bool) -> tuple[bool, Any]:

@@ -88,3 +88,18 @@ def whoami(xs: Iterable[int]) -> Iterator[tuple[str, int, int, int]]:
         info = sf.worker_info()
         assert info is not None
         yield (info.stage, info.index, info.workers, os.getpid())
+
+
+class Doc:
+    """A class whose name another module's class shares (``tests.test_compose.Doc``)."""
+
+
+@sf.stage
+def count_docs(docs: Iterable[Doc]) -> int:
+    return sum(1 for _ in docs)
+
+
+@sf.stage
+def returns_instead(xs: Iterable[int]) -> Iterator[int]:
+    """A processor that returns a value where it should yield."""
+    return sum(xs)  # type: ignore[return-value]

@@ -206,6 +206,31 @@ def test_a_generic_stage_binds_its_typevar_along_the_chain() -> None:
     assert (flags(n=3) | batch(n=2)).output_type == list[bool]
 
 
+class Doc:
+    """Not ``tests.stages.Doc``: the same name, another class."""
+
+
+@sf.stage
+def make_docs(n: int) -> Iterator[Doc]:
+    yield from (Doc() for _ in range(n))
+
+
+def test_classes_of_one_name_from_two_modules_read_apart() -> None:
+    from .stages import count_docs
+
+    with pytest.raises(
+        sf.FlowTypeError, match=r"'make_docs' yields tests\.test_compose\.Doc, 'count_docs' consumes tests\.stages\.Doc"
+    ):
+        make_docs(n=1) | count_docs
+
+
+def test_a_tuple_of_stages_is_not_a_fan_out() -> None:
+    with pytest.raises(sf.FlowTypeError, match=r"a tuple of stages .* not a fan-out; .* use sf\.tee\(a, b\)"):
+        nums(n=2) | (sq, total)  # type: ignore[operator]
+    with pytest.raises(sf.FlowTypeError, match="a list of stages"):
+        nums(n=2) | [sq | total]  # type: ignore[operator]
+
+
 def test_conflicting_typevar_bindings_raise() -> None:
     with pytest.raises(sf.FlowTypeError, match=r"cannot connect 'pairs' -> 'swap_same': .*T bound to both int and str"):
         pairs(n=2) | swap_same

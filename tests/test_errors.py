@@ -51,6 +51,13 @@ def test_error_in_the_sink(opts: dict[str, Any]) -> None:
     assert "raised in stage 'sink_failing_at' (worker 1 of 1)" in caught.value.__notes__
 
 
+def test_a_processor_that_returns_a_value_is_told_to_yield(opts: dict[str, Any]) -> None:
+    from tests.stages import returns_instead
+
+    with pytest.raises(TypeError, match=r"stage 'returns_instead' returned 6 instead of yielding .* 'yield'"):
+        (count_to(n=4) | returns_instead | total).run(**opts)
+
+
 def test_error_in_one_of_several_workers(parallel_opts: dict[str, Any]) -> None:
     n = scaled(parallel_opts, 1000)
     flow = count_to(n=n) | fail_at(at=n // 2, error="KeyError").options(workers=3) | total
@@ -212,6 +219,9 @@ def test_run_options_are_validated() -> None:
         flow.run(backend="gpu")
     with pytest.raises(sf.OptionError, match="start_method"):
         flow.run(start_method="vfork")  # type: ignore[arg-type]
+    for backend in ("thread", "inline", "ray"):
+        with pytest.raises(sf.OptionError, match=rf"start_method='spawn' does not apply to backend='{backend}'"):
+            flow.run(backend=backend, start_method="spawn")
     with pytest.raises(sf.OptionError, match="inactivity_timeout"):
         flow.run(inactivity_timeout=0)
     with pytest.raises(sf.OptionError, match="shutdown_timeout"):

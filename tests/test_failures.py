@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -166,6 +168,22 @@ def test_map_needs_an_item_parameter() -> None:
 
     with pytest.raises(sf.FlowTypeError, match="item"):
         sf.map(nothing)
+
+
+def test_map_rejects_a_generator_function_where_it_is_decorated() -> None:
+    with pytest.raises(sf.FlowTypeError, match=r"'pairs' .* is a generator function: .* make it an @sf.stage"):
+
+        @sf.map
+        def pairs(x: int) -> Iterator[int]:
+            yield x
+            yield x
+
+    class Splits:
+        def __call__(self, x: int) -> Iterator[int]:
+            yield x
+
+    with pytest.raises(sf.FlowTypeError, match="generator function"):
+        sf.map(workers=2)(Splits)
 
 
 # -- class stages -------------------------------------------------------------------
@@ -502,6 +520,8 @@ def dies_on(x: int, bad: frozenset[int] = frozenset(), how: str = "kill") -> int
             os.kill(os.getpid(), 9)
         elif how == "exit":
             os._exit(3)
+        elif how == "sys.exit":
+            sys.exit(3)
         elif how == "segfault":
             import ctypes
 
@@ -529,7 +549,7 @@ dies_once = sf.map(DiesOnce)
 
 
 @pytest.mark.parametrize("name", RECOVERING)
-@pytest.mark.parametrize("how", ["kill", "exit", "segfault"])
+@pytest.mark.parametrize("how", ["kill", "exit", "sys.exit", "segfault"])
 def test_a_worker_that_dies_on_an_item_is_replaced_and_the_item_skipped(
     name: str, how: str, request: pytest.FixtureRequest
 ) -> None:
@@ -572,10 +592,29 @@ def test_retries_run_out_on_an_item_that_always_kills_its_worker(name: str, requ
 
 
 @pytest.mark.parametrize("name", RECOVERING)
-def test_without_a_policy_a_dead_worker_ends_the_run(name: str, request: pytest.FixtureRequest) -> None:
+@pytest.mark.parametrize("how", ["kill", "sys.exit", "segfault"])
+def test_without_a_policy_a_dead_worker_ends_the_run_naming_its_item(
+    name: str, how: str, request: pytest.FixtureRequest
+) -> None:
     opts = _opts(request, name)
-    with pytest.raises(sf.WorkerCrashed):
-        (range(10) | dies_on(bad=frozenset({3})) | collect).run(**opts)
+    with pytest.raises(sf.WorkerCrashed) as caught:
+        (range(10) | dies_on(bad=frozenset({3}), how=how) | collect).run(**opts)
+    notes = "\n".join(caught.value.__notes__)
+    if name == "ray" and how != "sys.exit":  # took several items at once: one of them
+        assert re.search(r"one of the \d items its worker held as it died: \[.*\b3\b.*\]", notes), notes
+    else:
+        assert "the item its worker held as it died: 3" in notes
+
+
+@pytest.mark.parametrize("name", ["thread", "inline"])
+def test_sys_exit_in_a_stage_is_a_crash_naming_its_item(name: str, request: pytest.FixtureRequest) -> None:
+    """Threads cannot be replaced: the run ends, with the item named, whatever the policy."""
+    opts = _opts(request, name)
+    stage = dies_on(bad=frozenset({3}), how="sys.exit").options(on_error="skip")
+    with pytest.raises((sf.WorkerCrashed, SystemExit)) as caught:
+        (range(10) | stage | collect).run(**opts)
+    if name == "thread":
+        assert "held as it died: 3" in "\n".join(caught.value.__notes__)
 
 
 @pytest.mark.parametrize("name", RECOVERING)

@@ -447,6 +447,7 @@ def test_exported_names() -> None:
         "WorkerStats",
         "batch",
         "map",
+        "shutdown",
         "source",
         "stage",
         "unbatch",

@@ -113,3 +113,15 @@ def test_a_script_leaves_no_server_behind(tmp_path: Path) -> None:
     while psutil.pid_exists(server) and psutil.Process(server).status() != psutil.STATUS_ZOMBIE:
         assert time.monotonic() < deadline, "the fork server outlived its caller"
         time.sleep(0.05)
+
+
+def test_shutdown_stops_the_fork_server_and_the_next_run_starts_one() -> None:
+    assert (count_to(n=4) | square | total).run() == 14
+    server = _server_pid()
+    assert server in {child.pid for child in psutil.Process().children()}
+    sf.shutdown()
+    assert _warm._server.pid is None
+    assert not psutil.pid_exists(server)  # ended and reaped: not even a zombie of ours
+    sf.shutdown()  # again: nothing to stop
+    assert (count_to(n=4) | square | total).run() == 14
+    assert _server_pid() != server

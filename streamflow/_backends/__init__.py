@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import sys
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -27,7 +28,7 @@ from .._plan import Link, Node, Plan
 from .._transport import Edge
 from .._transport._serialize import PortableError
 
-__all__ = ["BACKENDS", "Backend", "BackendFactory", "Job", "Memory", "Outcome", "Report", "load"]
+__all__ = ["BACKENDS", "Backend", "BackendFactory", "Job", "Memory", "Outcome", "Report", "load", "shutdown"]
 
 BACKENDS = ("process", "thread", "inline", "ray")
 
@@ -91,6 +92,8 @@ class Backend(Protocol):
     runs_in_caller: bool  # True: no workers at all; the caller chains the stages
     stops_calls: bool  # True: a running sync call can be stopped (per-item ``timeout``)
     shares_memory: bool  # True: ``memory`` and ``semaphore`` reach every worker; else edges keep order
+    start_methods: tuple[str, ...]  # what the run option ``start_method`` may name (none: it takes none)
+    packets_per_worker: int  # the default ``packets_in_flight`` for each worker of a stage
 
     def edge(self, link: Link) -> Edge:
         """The edge that carries ``link``."""
@@ -126,6 +129,15 @@ class Backend(Protocol):
 
 
 BackendFactory = Callable[[Plan, RunConfig], Backend]
+
+
+def shutdown() -> None:
+    """Stop what the backends loaded so far keep for the session (the process backend's fork server)."""
+    for name in BACKENDS:
+        module = sys.modules.get(f"{__name__}._{name}")
+        stop = getattr(getattr(module, "BACKEND", None), "shutdown", None)
+        if stop is not None:
+            stop()
 
 
 def load(name: str) -> Any:

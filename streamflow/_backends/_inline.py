@@ -17,6 +17,8 @@ class InlineBackend:
     runs_in_caller = True
     stops_calls = False  # the caller's own thread runs the stages
     shares_memory = True  # one thread
+    start_methods: tuple[str, ...] = ()  # what ``start_method`` may name
+    packets_per_worker = 2  # the default ``packets_in_flight`` for each worker of a stage
 
 
 BACKEND = InlineBackend

@@ -37,7 +37,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .._errors import StreamflowError, WorkerCrashed
-from .._options import RunConfig
+from .._options import START_METHODS, RunConfig
 from .._plan import Link, Node, Plan
 from .._transport._memory import SharedBuffer, new_run_id, sweep
 from .._transport._serialize import PortableError, Reader, dumps, dumps_job
@@ -142,6 +142,8 @@ class ProcessBackend:
     runs_in_caller = False
     stops_calls = True  # each worker is its process's main thread: SIGALRM reaches it
     shares_memory = True  # shared memory, on one machine
+    start_methods: tuple[str, ...] = START_METHODS  # what ``start_method`` may name
+    packets_per_worker = 2  # the default ``packets_in_flight`` for each worker of a stage
 
     def __init__(self, plan: Plan, config: RunConfig) -> None:
         self._plan = plan
@@ -163,6 +165,11 @@ class ProcessBackend:
         # name: then the names stay until the run is released.
         self._keep_names = any(link.recoverable for link in plan.links)
         self._released = False
+
+    @staticmethod
+    def shutdown() -> None:
+        """Stop the warm fork server, which is kept for the session."""
+        _warm.shutdown()
 
     def edge(self, link: Link) -> ShmEdge:
         if link.consumer is None:

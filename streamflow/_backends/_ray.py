@@ -118,6 +118,10 @@ class RayBackend:
     runs_in_caller = False
     stops_calls = True  # tasks run on their worker process's main thread
     shares_memory = False  # workers may be on other machines
+    start_methods: tuple[str, ...] = ()  # what ``start_method`` may name
+    # The default ``packets_in_flight`` for each worker of a stage: a hop through the hub is a
+    # round trip of milliseconds, so an edge moves at most its packets in flight a round trip.
+    packets_per_worker = 64
 
     def __init__(self, plan: Plan, config: RunConfig) -> None:
         self._started_ray = False

@@ -33,6 +33,8 @@ class ThreadBackend:
     runs_in_caller = False
     stops_calls = False  # a thread cannot be interrupted in the middle of a call
     shares_memory = True  # threads share the process
+    start_methods: tuple[str, ...] = ()  # what ``start_method`` may name
+    packets_per_worker = 2  # the default ``packets_in_flight`` for each worker of a stage
 
     def __init__(self, plan: Plan, config: RunConfig) -> None:
         self._workers = ThreadWorkers()

@@ -232,6 +232,11 @@ class _Server:
                 time.sleep(0.01)  # it is finishing its last workers' ends
             self._pid = None
 
+    def shutdown(self) -> None:
+        """Stop the server, if it runs, and wait for it to end; the next run starts a new one."""
+        with self._lock:
+            self._stop()
+
     def close(self) -> None:
         """At the caller's exit: close the socket; the server follows once its workers have."""
         if self._socket is not None:
@@ -307,6 +312,11 @@ def start_worker(plan: Plan, target: Callable[..., None], args: tuple[Any, ...])
 def preload(plan: Plan) -> None:
     """Make sure the server is up, current, and has imported what ``plan`` needs."""
     _server.preload(modules_for(plan))
+
+
+def shutdown() -> None:
+    """Stop this session's fork server (``streamflow.shutdown()``)."""
+    _server.shutdown()
 
 
 def preload_nothing() -> None:

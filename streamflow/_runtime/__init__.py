@@ -9,10 +9,12 @@ are the same for every backend.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from .. import _backends
 from .._errors import OptionError
 from .._options import RunConfig
-from .._plan import Plan
+from .._plan import Plan, Planned, build_plan
 from ._chain import Chained
 from ._engine import Engine
 from ._supervisor import Execution, Supervisor
@@ -20,17 +22,37 @@ from ._current import WorkerInfo, worker_info
 from ._remote import RemoteTraceback
 from ._signals import deferred_interrupts
 
-__all__ = ["Execution", "RemoteTraceback", "WorkerInfo", "deferred_interrupts", "start", "worker_info"]
+__all__ = ["Execution", "RemoteTraceback", "WorkerInfo", "deferred_interrupts", "plan", "shutdown", "start", "worker_info"]
+
+
+def plan(stages: Sequence[Planned], config: RunConfig) -> Plan:
+    """The plan of ``stages`` for a run as ``config`` says, with its backend's defaults."""
+    return build_plan(stages, _backends.load(config.backend).packets_per_worker)
 
 
 def start(plan: Plan, config: RunConfig) -> Execution:
     """Start running ``plan`` as ``config`` says; raises ``OptionError`` for an unknown backend."""
     backend = _backends.load(config.backend)
+    if config.start_method is not None and config.start_method not in backend.start_methods:
+        raise OptionError(
+            f"start_method={config.start_method!r} does not apply to backend={config.backend!r}, "
+            "which starts no processes of its own; it is an option of backend='process'"
+        )
     if not backend.stops_calls:
         _reject_timeouts(plan, config.backend)
     if backend.runs_in_caller:
         return Chained(plan, config)
     return Supervisor(plan, config, Engine(plan, backend(plan, config), config.shutdown_timeout, config.spin_us))
+
+
+def shutdown() -> None:
+    """Stop what streamflow keeps running between runs: the fork server of the default start method.
+
+    Call it when no run is active (a test suite that checks for child
+    processes, an application shutting down); the next run starts what it
+    needs again.
+    """
+    _backends.shutdown()
 
 
 def _reject_timeouts(plan: Plan, backend: str) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from .._plan import Node
+from .._text import short
 from ._async import AsyncInput, Deadline, Loop, Steps
 
 __all__ = ["Body"]
@@ -48,11 +49,13 @@ class Body:
         if loop is not None:
             return self._call_async(loop, stream)
         if node.kind == "source":
-            return target(**constants)
+            return _outputs(node, target(**constants))
         assert stream is not None
         if node.per_item:
             return _each(target, stream, constants)
-        return target(stream, **constants)
+        if node.kind == "sink":
+            return target(stream, **constants)
+        return _outputs(node, target(stream, **constants))
 
     def _call_async(self, loop: Loop, stream: Iterator[Any] | None) -> Any:
         node, target, constants = self._node, self._target, self._constants
@@ -79,6 +82,16 @@ class Body:
             loop.close(close)
         elif close is not None:
             close()
+
+
+def _outputs(node: Node, outputs: Any) -> Iterable[Any]:
+    """What a source or processor function returned, which must be its outputs (a generator's)."""
+    if not isinstance(outputs, Iterable):
+        raise TypeError(
+            f"stage '{node.name}' returned {short(outputs)} instead of yielding its outputs: a "
+            f"{node.kind} gives its outputs with 'yield' (or returns an iterable of them)"
+        )
+    return outputs
 
 
 def _each(function: Callable[..., Any], items: Iterable[Any], constants: Mapping[str, Any]) -> Iterator[Any]:

@@ -65,9 +65,18 @@ def name_item(error: BaseException, position: int, item: Any) -> None:
     _add_note(error, f"the last item this worker received was its #{position}: {short(item, 80)}")
 
 
-def name_held(error: BaseException, item: Any) -> None:
-    """Note on ``error`` (a crash) the item its worker held as it died."""
-    _add_note(error, f"the item its worker held as it died: {short(item, 80)}")
+_HELD = "its worker held as it died"
+
+
+def name_held(error: BaseException, item: Any, of: int = 1) -> None:
+    """Note on ``error`` (a crash) the item its worker held as it died, once; ``of`` > 1: ``item``
+    lists the items it held, one of which it was working on."""
+    if any(_HELD in str(note) for note in getattr(error, "__notes__", ())):
+        return
+    if of == 1:
+        _add_note(error, f"the item {_HELD}: {short(item, 80)}")
+    else:
+        _add_note(error, f"one of the {of} items its worker held as it died: {short(item, 80)}")
 
 
 def crash_error(outcome: Outcome, node: Node, row: Any) -> Exception:

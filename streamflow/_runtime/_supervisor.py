@@ -246,10 +246,15 @@ class Supervisor:
         if outcome.crashed and node.options.replaces_crashed and self._replaced(outcome):
             return
         self._pending.discard((outcome.node, outcome.worker))
-        if outcome.crashed and node.options.timeout is not None:
-            # Ended by the supervisor past its timeout: say so, not just that it died.
+        if outcome.crashed:
+            # An ``ItemTimeout`` if the supervisor ended it past its timeout, else its ``WorkerCrashed``,
+            # naming the item it held, if any.
             row = self._engine.stats.row(node.index, outcome.worker)
-            self._fail(arrived(PortableError(crash_error(outcome, node, row)), node.name, outcome.worker, node.workers))
+            error = crash_error(outcome, node, row)
+            held = self._engine.held(node.index, outcome.worker)
+            if held is not None:
+                name_held(error, held.item, held.of)
+            self._fail(arrived(PortableError(error), node.name, outcome.worker, node.workers))
         elif outcome.error is not None:
             self._fail(arrived(outcome.error, node.name, outcome.worker, node.workers))
         elif not outcome.aborted and node.kind == "sink":

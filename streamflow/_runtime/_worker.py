@@ -34,7 +34,7 @@ from ._body import Body
 from ._counters import Counters, counting
 from ._current import working_as
 from ._order import InOrder, Numbered, in_order
-from ._policy import Alarm, Feed, Resilient, alarm_for, each_resilient, name_item
+from ._policy import Alarm, Feed, Resilient, alarm_for, each_resilient, name_held, name_item
 from ._relay import relay_to
 
 __all__ = ["run_job"]
@@ -91,13 +91,15 @@ def run_job(job: Job, report: Report) -> None:
             stream.finish()
     except Stop:
         outcome.aborted = True
-    except SystemExit as exc:
-        outcome.error = PortableError(
-            WorkerCrashed(
-                f"worker {worker + 1} of {node.workers} of stage '{node.name}' "
-                f"called sys.exit({exc.code!r}) before its stream ended"
-            )
+    except SystemExit as exc:  # a crash like any other: under a policy, its worker is replaced
+        crash = WorkerCrashed(
+            f"worker {worker + 1} of {node.workers} of stage '{node.name}' "
+            f"called sys.exit({exc.code!r}) before its stream ended"
         )
+        if stream is not None and stream.last is not _NOTHING and not calls:
+            name_held(crash, stream.last)
+        outcome.crashed = True
+        outcome.error = PortableError(crash)
     except BaseException as exc:  # noqa: BLE001 - reported to the caller
         if stream is not None and stream.last is not _NOTHING and not calls:  # ``Calls`` names its own
             name_item(exc, counters.items_in, stream.last)

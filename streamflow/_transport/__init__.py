@@ -103,8 +103,9 @@ class NumberingReceiver(Receiver, Protocol):
 class Held:
     """The packet a dead consumer held: its item (or what can be said of it) and the attempts at it."""
 
-    item: Any
+    item: Any  # where it held several (``of``), the list of them
     attempts: int  # failed attempts at it before the one that just ended; -1: it was settled (skipped)
+    of: int = 1  # packets it held, one of which it was working on (taken several at a time, on Ray)
 
 
 class Edge(Protocol):

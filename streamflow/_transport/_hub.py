@@ -53,10 +53,12 @@ class Channel:
         self._holding: dict[int, list[Any]] = {}
         self._attempts: dict[int, int] = {}
         self._replay: set[int] = set()
+        # What each consumer that is not replaced was handed last, to name a crash's item.
+        self._handed: dict[int, list[Any]] = {}
         self._credit: dict[Any, int] = {}
         # Order (an ordered stage reads this edge): packets handed out so far (the
         # next one's number), the oldest input not done, inputs done out of turn.
-        self._handed = 0
+        self._handed_count = 0
         self._turn = 0
         self._done_early: set[int] = set()
 
@@ -115,12 +117,14 @@ class Channel:
                 self._ended = True
 
     async def next(
-        self, release: int, most: int, within: float | None = None, holder: int | None = None
+        self, release: int, most: int, within: float | None = None, holder: int | None = None,
+        consumer: int | None = None,
     ) -> tuple[int, list[Any], int]:
         """Free ``release`` slots, wait for a packet (at most ``within`` seconds: else
         ``QUIET``), take up to ``most`` of those waiting, and the number of the first in the
         edge's order.  ``holder``: the consumer, if its worker may be replaced (it takes one
-        packet at a time, and the hub records it)."""
+        packet at a time, and the hub records it); ``consumer``: the consumer otherwise (the
+        hub keeps what it was handed last, to name a crash's item)."""
         if holder is not None:
             if holder in self._replay:  # a new worker takes its dead predecessor's packet first
                 self._replay.discard(holder)
@@ -147,7 +151,9 @@ class Channel:
             boxes = [self._items.popleft() for _ in range(count)]
             if holder is not None:
                 self._holding[holder] = boxes[-1]
-            first, self._handed = self._handed, self._handed + count
+            elif consumer is not None:
+                self._handed[consumer] = boxes
+            first, self._handed_count = self._handed_count, self._handed_count + count
             return OK, boxes, first
         return CLOSED, [], -1  # the end of the stream
 
@@ -159,7 +165,7 @@ class Channel:
         return ABORTED if self._aborted else OK
 
     def _all_done(self) -> bool:
-        return self._ended and not self._items and self._turn >= self._handed
+        return self._ended and not self._items and self._turn >= self._handed_count
 
     def done(self, seq: int) -> None:
         """Every output of input ``seq`` is in its edge: the turn moves past it, or it waits to be passed."""
@@ -173,10 +179,14 @@ class Channel:
         self._turn = turn
         self._notify()
 
-    def held(self, holder: int) -> tuple[list[Any], int] | None:
-        """The packet consumer ``holder`` holds (its worker died), and failed attempts at it."""
+    def held(self, holder: int) -> tuple[list[list[Any]], int] | None:
+        """The packets consumer ``holder`` holds (its worker died: one, if it may be replaced;
+        else those it was handed last, one of which it was working on), and failed attempts."""
         box = self._holding.get(holder)
-        return None if box is None else (box, self._attempts.get(holder, 0))
+        if box is not None:
+            return [box], self._attempts.get(holder, 0)
+        boxes = self._handed.get(holder)
+        return None if not boxes else (boxes, 0)
 
     def again(self, holder: int, attempts: int) -> None:
         """Hand ``holder``'s packet to its next worker first (``attempts`` > 0), or free it."""
@@ -188,7 +198,9 @@ class Channel:
             self._free += 1
             self._notify()
 
-    def consumer_done(self, release: int, ended: bool, holder: int | None = None) -> None:
+    def consumer_done(self, release: int, ended: bool, holder: int | None = None, consumer: int | None = None) -> None:
+        if consumer is not None:
+            self._handed.pop(consumer, None)
         if holder is not None and release:
             self._holding.pop(holder, None)
             self._attempts.pop(holder, None)
@@ -255,10 +267,11 @@ class _Hub:
         within: float | None = None,
         holder: int | None = None,
         outgoing: Outgoing | None = None,
+        consumer: int | None = None,
     ) -> tuple[int, list[Any], int]:
         """``Channel.next``, after the packets in ``outgoing`` are in their own edge."""
         self._send_along(outgoing)
-        return await self._edge(key).next(release, most, within, holder)
+        return await self._edge(key).next(release, most, within, holder, consumer)
 
     async def gate(self, key: Key, seq: int) -> int:
         return await self._edge(key).gate(seq)
@@ -273,14 +286,16 @@ class _Hub:
             out_key, producer, boxes = outgoing
             self._edge(out_key).send(producer, boxes)
 
-    def held(self, key: Key, holder: int) -> tuple[list[Any], int] | None:
+    def held(self, key: Key, holder: int) -> tuple[list[list[Any]], int] | None:
         return self._edge(key).held(holder)
 
     def again(self, key: Key, holder: int, attempts: int) -> None:
         self._edge(key).again(holder, attempts)
 
-    def consumer_done(self, key: Key, release: int, ended: bool, holder: int | None = None) -> None:
-        self._edge(key).consumer_done(release, ended, holder)
+    def consumer_done(
+        self, key: Key, release: int, ended: bool, holder: int | None = None, consumer: int | None = None
+    ) -> None:
+        self._edge(key).consumer_done(release, ended, holder, consumer)
 
     def abort(self, key: Key) -> None:
         self._edge(key).abort()

@@ -105,7 +105,8 @@ class RayEdge:
     def receiver(self, endpoint: int) -> RayReceiver:
         holder = endpoint if self._consumers_replaced else None
         return RayReceiver(
-            self.hub, self.key, self._shared_buffer, self._consumer_share, holder, ordered=self._consumers_ordered
+            self.hub, self.key, self._shared_buffer, self._consumer_share, holder, ordered=self._consumers_ordered,
+            consumer=endpoint,
         )
 
     def turnstile(self) -> RayTurnstile:
@@ -113,14 +114,14 @@ class RayEdge:
         return RayTurnstile(self.hub, self.key)
 
     def held(self, endpoint: int) -> Held | None:
-        """The packet consumer ``endpoint`` held as its worker died (read in the caller)."""
-        if not self._consumers_replaced:
-            return None
+        """The packet consumer ``endpoint`` held as its worker died (read in the caller); where its
+        worker is not replaced, it took several at a time: one of them (``Held.of``)."""
         found = _get(self.hub.held.remote(self.key, endpoint))
         if found is None:
             return None
-        box, attempts = found
-        return Held(_peek(box), attempts)
+        boxes, attempts = found
+        items = [_peek(box) for box in boxes]
+        return Held(items[0] if len(items) == 1 else items, attempts, of=len(items))
 
     def again(self, endpoint: int, attempts: int) -> None:
         """The next worker of ``endpoint`` takes its held packet first (0 or -1: it is freed)."""
@@ -258,7 +259,8 @@ class RayReceiver:
     """
 
     def __init__(
-        self, hub: Any, key: Key, shared_buffer: bool, share: int, holder: int | None = None, ordered: bool = False
+        self, hub: Any, key: Key, shared_buffer: bool, share: int, holder: int | None = None, ordered: bool = False,
+        consumer: int | None = None,
     ) -> None:
         """``share``: the most packets this consumer takes at once, its share
         of the edge's slots, so that one consumer cannot hoard packets;
@@ -271,6 +273,7 @@ class RayReceiver:
         self._copy = not shared_buffer
         self._share = 1 if holder is not None or ordered else share
         self._holder = holder
+        self._consumer = None if holder is not None else consumer  # the hub keeps its last packets
         self._ordered = ordered
         self._carried: RaySender | None = None
         self.seq = -1  # the number of the packet handed out last, in the edge's order
@@ -310,7 +313,9 @@ class RayReceiver:
             raise StopIteration
         if not self._batch:
             outgoing = None if self._carried is None else self._carried.outgoing()
-            call = self._hub.next.remote(self._key, self._done, self._share, seconds, self._holder, outgoing)
+            call = self._hub.next.remote(
+                self._key, self._done, self._share, seconds, self._holder, outgoing, self._consumer
+            )
             with self.clock:
                 state, boxes, self._next_seq = _get(call)
             self._done = 0
@@ -331,7 +336,7 @@ class RayReceiver:
         if not self._finished:
             self._finished = True
             release = self._done + self._held + len(self._batch)
-            _get(self._hub.consumer_done.remote(self._key, release, self._ended, self._holder))
+            _get(self._hub.consumer_done.remote(self._key, release, self._ended, self._holder, self._consumer))
             self._held, self._done = False, 0
             self._batch.clear()
 

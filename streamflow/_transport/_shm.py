@@ -180,11 +180,12 @@ class ShmEdge:
     # -- taking over the ends of a dead worker (recoverable edges) --
 
     def held(self, endpoint: int) -> Held | None:
-        """The packet consumer ``endpoint`` held as its worker died (read in the caller)."""
-        index = int(self.ctrl[self.held_base + endpoint]) if self.recoverable else -1
+        """The packet consumer ``endpoint`` held as its worker died (read in the caller); on an edge
+        that is not ``recoverable``, the attempts at it are not kept (0)."""
+        index = int(self.ctrl[self.held_base + endpoint])
         if index < 0:
             return None
-        return Held(self._peek(index), int(self.ctrl[self.again_base + endpoint]))
+        return Held(self._peek(index), int(self.ctrl[self.again_base + endpoint]) if self.recoverable else 0)
 
     def again(self, endpoint: int, attempts: int) -> None:
         """The next receiver of ``endpoint`` takes its held packet first (0 or -1, skipped: it frees it)."""
@@ -440,7 +441,8 @@ class ShmReceiver:
     __slots__ = (
         "_edge", "_ctrl", "_slots", "_heads", "_payloads", "_ready_acquire", "_ready_lock", "_free_release", "_free_lock",
         "_ready_base", "_ready_size", "_capacity", "_held", "_ended", "_finished", "_copy",
-        "_ring", "_next", "_after", "_received", "_overflow", "_spin", "_spinning", "_held_at", "clock", "position", "gap",
+        "_ring", "_next", "_after", "_received", "_overflow", "_spin", "_spinning", "_held_at", "_slot_at", "clock",
+        "position", "gap",
     )
 
     def __init__(self, edge: ShmEdge, endpoint: int = 0) -> None:
@@ -470,7 +472,10 @@ class ShmReceiver:
         self._overflow = _Overflow(edge)
         self._spin = edge.spin
         self._spinning = True
-        self._held_at = edge.held_base + endpoint if edge.recoverable else -1
+        # The word where this end notes the slot it holds, read by the caller if its worker dies:
+        # on every edge, so that a crash names its item; a recoverable edge also hands it on.
+        self._slot_at = edge.held_base + endpoint
+        self._held_at = self._slot_at if edge.recoverable else -1
         if self._held_at >= 0:
             self._held = int(self._ctrl[self._held_at])  # the slot the worker this one replaces held
 
@@ -508,6 +513,7 @@ class ShmReceiver:
         if self._ended:
             raise StopIteration
         if not self._ready_acquire(False):
+            self._ctrl[self._slot_at] = -1  # while it waits, it holds nothing
             self._spinning = wait(self._ready_acquire, self._spin, self._spinning, self.clock)
         return self._take()
 
@@ -517,6 +523,7 @@ class ShmReceiver:
         if self._ended:
             raise StopIteration
         if not self._ready_acquire(False):
+            self._ctrl[self._slot_at] = -1
             with self.clock:
                 if not self._ready_acquire(True, max(0.0, seconds)):
                     raise Quiet()
@@ -535,9 +542,9 @@ class ShmReceiver:
             self._received += 1
             index = self._next
             self._next = self._after[index]
+            ctrl[self._slot_at] = index
             if self._held_at >= 0:
                 ctrl[_RECEIVED] = self._received
-                ctrl[self._held_at] = index
         else:
             index = self._take_ready()
         self._held = index
@@ -554,8 +561,8 @@ class ShmReceiver:
         ctrl[_READY_HEAD] = position + 1
         self.position = position
         index: int = ctrl[self._ready_base + position % self._ready_size]
-        if self._held_at >= 0 and index >= 0:
-            ctrl[self._held_at] = index
+        if index >= 0:
+            ctrl[self._slot_at] = index
         if lock is not None:
             lock.release()
         if index < 0:
@@ -622,15 +629,17 @@ class _RingReceiver(ShmReceiver):
             self._free_release()
         if self._ended:
             raise StopIteration
-        if not self._ready_acquire(False):
-            self._spinning = wait(self._ready_acquire, self._spin, self._spinning, self.clock)
         ctrl = self._ctrl
+        if not self._ready_acquire(False):
+            ctrl[self._slot_at] = -1  # while it waits, it holds nothing
+            self._spinning = wait(self._ready_acquire, self._spin, self._spinning, self.clock)
         if ctrl[_ABORT] or self._received == ctrl[_END]:
             return self._take()  # raises Aborted or StopIteration
         self._received += 1
         index = self._next
         self._next = self._after[index]
         self._held = index
+        ctrl[self._slot_at] = index
         if self._heads[index][_KIND]:
             return self._decode(index)
         return _loads(self._payloads[index])
