@@ -601,7 +601,7 @@ def test_without_a_policy_a_dead_worker_ends_the_run_naming_its_item(
         (range(10) | dies_on(bad=frozenset({3}), how=how) | collect).run(**opts)
     notes = "\n".join(caught.value.__notes__)
     if name == "ray" and how != "sys.exit":  # took several items at once: one of them
-        assert re.search(r"one of the \d items its worker held as it died: \[.*\b3\b.*\]", notes), notes
+        assert re.search(r"one of the \d+ items its worker held as it died: \[.*\b3\b.*\]", notes), notes
     else:
         assert "the item its worker held as it died: 3" in notes
 
