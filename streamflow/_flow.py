@@ -21,18 +21,13 @@ from ._options import RunConfig, RunOptions
 from ._plan import build_plan
 from ._run import Run
 from ._shapes import Composes
-from ._stage import Processor, Sink, Source, Stage, source
+from ._stage import Source, Stage, source
 from ._typecheck import TypeConflict, is_subtype, show, substitute
-
-if TYPE_CHECKING:
-    from ._batch import Batch, Unbatch
 
 __all__ = ["ClosedFlow", "Flow", "compose"]
 
 I = TypeVar("I", contravariant=True)  # noqa: E741
 O = TypeVar("O", covariant=True)
-T = TypeVar("T")
-P2 = TypeVar("P2")
 
 
 def _stages_of(part: Any) -> tuple[Stage[Any, Any, Any], ...]:

@@ -31,8 +31,6 @@ __all__ = ["map"]
 P = ParamSpec("P")
 T = TypeVar("T")
 U = TypeVar("U")
-T_contra = TypeVar("T_contra", contravariant=True)
-U_co = TypeVar("U_co", covariant=True)
 
 
 class _MapDecorator(Protocol):

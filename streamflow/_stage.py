@@ -26,14 +26,12 @@ from ._text import short
 from ._typecheck import element_type, show
 
 if TYPE_CHECKING:
-    from ._batch import Batch, Unbatch
     from ._flow import ClosedFlow, Flow
     from ._run import Run
 
 __all__ = ["Processor", "Sink", "Source", "Stage", "source", "stage"]
 
 P = ParamSpec("P")
-P2 = ParamSpec("P2")
 I = TypeVar("I", contravariant=True)  # noqa: E741 - the item a stage consumes
 O = TypeVar("O", covariant=True)  # the item a stage yields
 R = TypeVar("R", covariant=True)  # a sink's return value
