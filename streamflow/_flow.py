@@ -7,6 +7,7 @@ without a source consumes (``Never`` once it has one).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
@@ -19,18 +20,14 @@ from ._errors import FlowTypeError
 from ._options import RunConfig, RunOptions
 from ._plan import build_plan
 from ._run import Run
-from ._stage import Processor, Sink, Source, Stage, source
+from ._shapes import Composes
+from ._stage import Source, Stage, source
 from ._typecheck import TypeConflict, is_subtype, show, show_apart, substitute
-
-if TYPE_CHECKING:
-    from ._batch import Batch, Unbatch
 
 __all__ = ["ClosedFlow", "Flow", "compose"]
 
 I = TypeVar("I", contravariant=True)  # noqa: E741
 O = TypeVar("O", covariant=True)
-T = TypeVar("T")
-P2 = TypeVar("P2")
 
 
 def _stages_of(part: Any) -> tuple[Stage[Any, Any, Any], ...]:
@@ -47,6 +44,24 @@ def _stages_of(part: Any) -> tuple[Stage[Any, Any, Any], ...]:
         )
     if isinstance(part, Iterable) and not isinstance(part, (str, bytes)):
         return (source(part),)
+    if callable(part):
+        # mypy takes these where a decorated class stage goes: it cannot tell them apart.
+        then = ""
+        if isinstance(part, type):
+            what, fix = f"class '{part.__qualname__}'", "decorate the class"
+        elif hasattr(part, "__qualname__"):
+            what, fix = f"function '{part.__qualname__}'", "decorate it"
+        elif isinstance(part, functools.partial):
+            name = getattr(part.func, "__qualname__", "the function")
+            what, fix = f"a partial of '{name}'", f"decorate '{name}'"
+            then = ", then bind its constants by calling the stage"
+        else:
+            name = type(part).__qualname__
+            what, fix = f"a '{name}' object", f"decorate its class '{name}'"
+        raise FlowTypeError(
+            f"cannot compose: {what} is not a stage; {fix} with @sf.map (called with one item) "
+            f"or @sf.stage (called with the stream){then}"
+        )
     raise FlowTypeError(
         f"cannot compose {type(part).__name__} into a flow; "
         "use stages, flows or an iterable (wrap it with streamflow.source(...))"
@@ -195,7 +210,7 @@ def compose_all(stages: tuple[Stage[Any, Any, Any], ...]) -> Any:
     return cls(stages, _check(stages))
 
 
-class Flow(_Composite, Generic[I, O]):
+class Flow(Composes[I, O], _Composite, Generic[I, O]):
     """An open flow: iterate it (or ``iter()`` it) to read its items."""
 
     __slots__ = ()
@@ -228,19 +243,6 @@ class Flow(_Composite, Generic[I, O]):
 
     if TYPE_CHECKING:
 
-        @overload
-        def __or__(self, other: Batch) -> Flow[I, list[O]]: ...
-        @overload
-        def __or__(self: Flow[I, Iterable[T]], other: Unbatch) -> Flow[I, T]: ...
-        @overload
-        def __or__(self, other: Processor[Any, O, T]) -> Flow[I, T]: ...
-        @overload
-        def __or__(self, other: Sink[Any, O, T]) -> ClosedFlow[I, T]: ...
-        @overload
-        def __or__(self, other: Flow[O, T]) -> Flow[I, T]: ...
-        @overload
-        def __or__(self, other: ClosedFlow[O, T]) -> ClosedFlow[I, T]: ...
-        def __or__(self, other: Any) -> Any: ...
         @overload
         def __ror__(self, other: Source[Any, I]) -> Flow[Never, O]: ...
         @overload

@@ -23,6 +23,7 @@ from typing import Any, Protocol, TypeVar, overload
 from typing_extensions import Concatenate, ParamSpec, Unpack
 
 from ._options import StageArgs
+from ._shapes import AsyncMaps, Maps
 from ._stage import Processor, _make
 
 __all__ = ["map"]
@@ -30,39 +31,25 @@ __all__ = ["map"]
 P = ParamSpec("P")
 T = TypeVar("T")
 U = TypeVar("U")
-T_contra = TypeVar("T_contra", contravariant=True)
-U_co = TypeVar("U_co", covariant=True)
-
-
-class _Maps(Protocol[T_contra, U_co]):
-    """An instance of a class map stage: called with one item."""
-
-    def __call__(self, item: T_contra, /) -> U_co: ...
-
-
-class _AsyncMaps(Protocol[T_contra, U_co]):
-    """An instance of a class map stage with an ``async def __call__``."""
-
-    def __call__(self, item: T_contra, /) -> Awaitable[U_co]: ...
 
 
 class _MapDecorator(Protocol):
     @overload
-    def __call__(self, fn: Callable[P, _AsyncMaps[T, U]]) -> Processor[P, T, U]: ...
+    def __call__(self, fn: Callable[P, AsyncMaps[T, U]]) -> Processor[P, T, U]: ...
     @overload
     def __call__(self, fn: Callable[Concatenate[T, P], Awaitable[U]]) -> Processor[P, T, U]: ...
     @overload
-    def __call__(self, fn: Callable[P, _Maps[T, U]]) -> Processor[P, T, U]: ...
+    def __call__(self, fn: Callable[P, Maps[T, U]]) -> Processor[P, T, U]: ...
     @overload
     def __call__(self, fn: Callable[Concatenate[T, P], U]) -> Processor[P, T, U]: ...
 
 
 @overload
-def map(fn: Callable[P, _AsyncMaps[T, U]], /) -> Processor[P, T, U]: ...
+def map(fn: Callable[P, AsyncMaps[T, U]], /) -> Processor[P, T, U]: ...
 @overload
 def map(fn: Callable[Concatenate[T, P], Awaitable[U]], /) -> Processor[P, T, U]: ...
 @overload
-def map(fn: Callable[P, _Maps[T, U]], /) -> Processor[P, T, U]: ...
+def map(fn: Callable[P, Maps[T, U]], /) -> Processor[P, T, U]: ...
 @overload
 def map(fn: Callable[Concatenate[T, P], U], /) -> Processor[P, T, U]: ...
 @overload

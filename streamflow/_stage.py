@@ -20,19 +20,18 @@ from typing_extensions import Concatenate, Never, ParamSpec, Self, Unpack
 
 from ._errors import FlowTypeError, StreamflowError
 from ._options import RunOptions, StageArgs, StageOptions
+from ._shapes import Composes, Processes, Sinks, Sources
 from ._signature import Kind, Signature, analyse, plainly_contradicts
 from ._text import short
 from ._typecheck import element_type, show
 
 if TYPE_CHECKING:
-    from ._batch import Batch, Unbatch
     from ._flow import ClosedFlow, Flow
     from ._run import Run
 
 __all__ = ["Processor", "Sink", "Source", "Stage", "source", "stage"]
 
 P = ParamSpec("P")
-P2 = ParamSpec("P2")
 I = TypeVar("I", contravariant=True)  # noqa: E741 - the item a stage consumes
 O = TypeVar("O", covariant=True)  # the item a stage yields
 R = TypeVar("R", covariant=True)  # a sink's return value
@@ -78,8 +77,15 @@ class Stage(Generic[P, I, O]):
         object.__setattr__(self, "_options", options)
         object.__setattr__(self, "_bound", dict(bound or {}))
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError("Stage is immutable; use .options() or call it to bind constants")
+    if TYPE_CHECKING:
+        # No name can be set: typed so, a Stage does not pass for an
+        # instance of a class stage, whose attributes can (see _shapes).
+        def __setattr__(self, name: Never, value: Any, /) -> None: ...  # type: ignore[override, misc]
+
+    else:
+
+        def __setattr__(self, name: str, value: Any) -> None:
+            raise AttributeError("Stage is immutable; use .options() or call it to bind constants")
 
     def __delattr__(self, name: str) -> None:
         raise AttributeError("Stage is immutable; use .options() or call it to bind constants")
@@ -308,7 +314,7 @@ def _rebuild_named(module: str, qualname: str, options: StageOptions, bound: Map
     return target._copy(options=options, bound=bound)  # type: ignore[no-any-return]
 
 
-class Source(Stage[P, Never, O]):
+class Source(Composes[Never, O], Stage[P, Never, O], Generic[P, O]):
     """A stage that produces a stream from its constants alone; on its own, a flow."""
 
     __slots__ = ()
@@ -345,42 +351,16 @@ class Source(Stage[P, Never, O]):
 
     if TYPE_CHECKING:
 
-        @overload
-        def __or__(self, other: Batch) -> Flow[Never, list[O]]: ...
-        @overload
-        def __or__(self: Source[P, Iterable[T]], other: Unbatch) -> Flow[Never, T]: ...
-        @overload
-        def __or__(self, other: Processor[P2, O, T]) -> Flow[Never, T]: ...
-        @overload
-        def __or__(self, other: Sink[P2, O, T]) -> ClosedFlow[Never, T]: ...
-        @overload
-        def __or__(self, other: Flow[O, T]) -> Flow[Never, T]: ...
-        @overload
-        def __or__(self, other: ClosedFlow[O, T]) -> ClosedFlow[Never, T]: ...
-        def __or__(self, other: Any) -> Any: ...
         def __ror__(self, other: Never) -> Never: ...
 
 
-class Processor(Stage[P, I, O]):
+class Processor(Composes[I, O], Stage[P, I, O], Generic[P, I, O]):
     """A stage that turns a stream into another stream."""
 
     __slots__ = ()
 
     if TYPE_CHECKING:
 
-        @overload
-        def __or__(self, other: Batch) -> Flow[I, list[O]]: ...
-        @overload
-        def __or__(self: Processor[P, I, Iterable[T]], other: Unbatch) -> Flow[I, T]: ...
-        @overload
-        def __or__(self, other: Processor[P2, O, T]) -> Flow[I, T]: ...
-        @overload
-        def __or__(self, other: Sink[P2, O, T]) -> ClosedFlow[I, T]: ...
-        @overload
-        def __or__(self, other: Flow[O, T]) -> Flow[I, T]: ...
-        @overload
-        def __or__(self, other: ClosedFlow[O, T]) -> ClosedFlow[I, T]: ...
-        def __or__(self, other: Any) -> Any: ...
         def __ror__(self, other: Iterable[I]) -> Flow[Never, O]: ...
 
 
@@ -447,28 +427,6 @@ def _iterates(fn: Callable[..., Any], name: str) -> bool:
     )
 
 
-T_contra = TypeVar("T_contra", contravariant=True)
-U_co = TypeVar("U_co", covariant=True)
-
-
-class _Processes(typing.Protocol[T_contra, U_co]):
-    """An instance of a class processor stage: called with the stream."""
-
-    def __call__(self, stream: Iterable[T_contra], /) -> Iterator[U_co]: ...
-
-
-class _Sinks(typing.Protocol[T_contra, U_co]):
-    """An instance of a class sink stage: called with the stream, returns the result."""
-
-    def __call__(self, stream: Iterable[T_contra], /) -> U_co: ...
-
-
-class _Sources(typing.Protocol[U_co]):
-    """An instance of a class source stage: called with nothing."""
-
-    def __call__(self) -> Iterator[U_co]: ...
-
-
 class _Decorator(typing.Protocol):
     @overload
     def __call__(self, fn: Callable[Concatenate[AsyncIterable[T], P], AsyncIterator[U]]) -> Processor[P, T, U]: ...
@@ -479,11 +437,11 @@ class _Decorator(typing.Protocol):
     @overload
     def __call__(self, fn: Callable[P, AsyncIterator[U]]) -> Source[P, U]: ...  # type: ignore[overload-overlap]
     @overload
-    def __call__(self, fn: Callable[P, _Processes[T, U]]) -> Processor[P, T, U]: ...  # type: ignore[overload-overlap]
+    def __call__(self, fn: Callable[P, Processes[T, U]]) -> Processor[P, T, U]: ...  # type: ignore[overload-overlap]
     @overload
-    def __call__(self, fn: Callable[P, _Sources[U]]) -> Source[P, U]: ...  # type: ignore[overload-overlap]
+    def __call__(self, fn: Callable[P, Sources[U]]) -> Source[P, U]: ...  # type: ignore[overload-overlap]
     @overload
-    def __call__(self, fn: Callable[P, _Sinks[T, X]]) -> Sink[P, T, X]: ...
+    def __call__(self, fn: Callable[P, Sinks[T, X]]) -> Sink[P, T, X]: ...
     @overload
     def __call__(self, fn: Callable[Concatenate[Iterable[T], P], Iterator[U]]) -> Processor[P, T, U]: ...  # type: ignore[overload-overlap]
     @overload
@@ -509,11 +467,11 @@ def stage(fn: Callable[Concatenate[AsyncIterable[T], P], Coroutine[Any, Any, X]]
 @overload
 def stage(fn: Callable[P, AsyncIterator[U]], /) -> Source[P, U]: ...  # type: ignore[overload-overlap]
 @overload
-def stage(fn: Callable[P, _Processes[T, U]], /) -> Processor[P, T, U]: ...  # type: ignore[overload-overlap]
+def stage(fn: Callable[P, Processes[T, U]], /) -> Processor[P, T, U]: ...  # type: ignore[overload-overlap]
 @overload
-def stage(fn: Callable[P, _Sources[U]], /) -> Source[P, U]: ...  # type: ignore[overload-overlap]
+def stage(fn: Callable[P, Sources[U]], /) -> Source[P, U]: ...  # type: ignore[overload-overlap]
 @overload
-def stage(fn: Callable[P, _Sinks[T, X]], /) -> Sink[P, T, X]: ...
+def stage(fn: Callable[P, Sinks[T, X]], /) -> Sink[P, T, X]: ...
 @overload
 def stage(fn: Callable[Concatenate[Iterable[T], P], Iterator[U]], /) -> Processor[P, T, U]: ...  # type: ignore[overload-overlap]
 @overload

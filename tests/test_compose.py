@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import pickle
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -305,6 +306,35 @@ def test_a_range_is_typed_as_ints() -> None:
 def test_a_string_is_not_taken_as_a_source() -> None:
     with pytest.raises(sf.FlowTypeError, match="cannot compose str into a flow"):
         "abc" | anything
+
+
+def _halve(x: int) -> float:
+    return x / 2
+
+
+class _Halve:
+    def __call__(self, x: int) -> float:
+        return x / 2
+
+
+# mypy takes these where it takes a decorated class stage (it cannot tell them apart), so
+# the runtime error says what to do.
+@pytest.mark.parametrize(
+    "part, what",
+    [
+        (_halve, r"function '_halve' is not a stage; decorate it"),
+        (_Halve, r"class '_Halve' is not a stage; decorate the class"),
+        (_Halve(), r"a '_Halve' object is not a stage; decorate its class '_Halve'"),
+        (functools.partial(_halve), r"a partial of '_halve' is not a stage; decorate '_halve'"),
+    ],
+    ids=["function", "class", "instance", "partial"],
+)
+def test_an_undecorated_callable_is_told_to_be_decorated(part: Any, what: str) -> None:
+    advice = r" with @sf\.map \(called with one item\) or @sf\.stage \(called with the stream\)"
+    with pytest.raises(sf.FlowTypeError, match="cannot compose: " + what + advice):
+        nums(n=2) | part
+    with pytest.raises(sf.FlowTypeError, match="cannot compose: " + what):
+        part | total
 
 
 # -- what a flow is ----------------------------------------------------------------------
