@@ -24,6 +24,8 @@ Workloads (each on the thread backend and on processes under fork and spawn):
 - startup-heavy: a 5-worker flow whose stage module imports scikit-learn,
   its first run in a new interpreter and its later runs, under each start
   method (the default, warm, against fork's time as its floor);
+  startup-heavy-main: the same with the stages defined in a script run as
+  ``__main__`` (``heavy_main.py``), a function stage and a class stage;
 - rss: peak resident memory of caller and workers over many small messages;
 - policy: a map stage's cost per message with a failure policy set that
   never acts (skip, retries, timeout) against none, and the time a run
@@ -446,6 +448,33 @@ def _probe_startup(method: str, library: str, later_runs: int) -> tuple[float, f
     return float(first), float(later)
 
 
+def _startup_heavy_main(settings: Settings) -> Iterator[Row]:
+    """The heavy flow with its stages in a script's ``__main__``: a function stage, a class stage.
+
+    One new interpreter per start method and shape, as for startup-heavy.
+    """
+    later_runs = 2 if settings.quick else 5
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "heavy_main.py")
+    root = os.path.dirname(os.path.dirname(script))
+    environ = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    for shape in ("function", "class"):
+        measured = {}
+        for method in ("warm", "fork", "spawn", "forkserver"):
+            probe = subprocess.run(
+                [sys.executable, script, method, shape, str(later_runs)],
+                capture_output=True, text=True, check=True, env=environ,
+            )
+            measured[method] = json.loads(probe.stdout.strip().splitlines()[-1])
+        for method, times in measured.items():
+            label = f"process/{method}" + (" (default)" if method == "warm" else "")
+            for index, which in enumerate(("first run", "later runs")):
+                row = Row("startup-heavy-main", f"{label} {shape} {which}", "ms", float(times[index]))
+                if method == "warm":
+                    row.floor = float(measured["fork"][index])
+                    row.note = "floor = fork"
+                yield row
+
+
 def _run_probe_startup(method: str, library: str, later_runs: int) -> None:
     from . import heavy_stages as h
 
@@ -725,6 +754,7 @@ WORKLOADS: dict[str, Callable[[Settings], Iterator[Row]]] = {
     "idle": _idle,
     "startup": _startup,
     "startup-heavy": _startup_heavy,
+    "startup-heavy-main": _startup_heavy_main,
     "rss": _rss,
     "stats": _stats_cost,
     "policy": _policy,

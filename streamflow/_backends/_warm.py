@@ -43,7 +43,6 @@ import sys
 import sysconfig
 import threading
 import time
-import types
 from collections.abc import Callable
 from multiprocessing import context as mp_context
 from multiprocessing import util as mp_util
@@ -51,61 +50,15 @@ from typing import Any
 
 from .._plan import Plan
 from .._transport._serialize import dumps_job
+from ._imports import modules_for
 
-__all__ = ["WarmProcess", "modules_for", "start_worker"]
+__all__ = ["WarmProcess", "start_worker"]
 
 _HEADER = struct.Struct("<QI")  # payload length, number of fds
 _STATUS = struct.Struct("<i")
 _MAX_FDS = 256
 _PRELOAD, _FORK = "preload", "fork"
 _STOP_WAIT = 5.0  # seconds a replaced server gets to see its last workers end
-
-
-# -- which modules a plan's workers need ---------------------------------------------
-
-
-def modules_for(plan: Plan) -> list[str]:
-    """The modules the plan's stage functions and constants come from, and those they use.
-
-    Never ``__main__``: functions from it travel by value, and the modules
-    they refer to are listed instead.
-    """
-    found: dict[str, None] = {}
-    for node in plan.nodes:
-        _module_of(node.function, found)
-        _referenced(node.function, found)
-        for value in node.constants.values():
-            _module_of(value if isinstance(value, (type, types.FunctionType, types.ModuleType)) else type(value), found)
-    return [name for name in found if name not in ("__main__", "builtins") and name in sys.modules]
-
-
-def _module_of(obj: Any, found: dict[str, None]) -> None:
-    name = obj.__name__ if isinstance(obj, types.ModuleType) else getattr(obj, "__module__", None)
-    if isinstance(name, str):
-        found[name] = None
-
-
-def _referenced(fn: Any, found: dict[str, None]) -> None:
-    """Modules (and their imported submodules) that ``fn``'s code names through its globals."""
-    fn = getattr(fn, "__call__", fn) if isinstance(fn, type) else fn
-    code, namespace = getattr(fn, "__code__", None), getattr(fn, "__globals__", None)
-    if code is None or namespace is None:
-        return
-    names: set[str] = set()
-    stack = [code]
-    while stack:
-        current = stack.pop()
-        names.update(current.co_names)
-        stack.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
-    for name in names:
-        value = namespace.get(name)
-        if value is None:
-            continue
-        _module_of(value, found)
-        if isinstance(value, types.ModuleType):
-            for attribute in names:  # numpy.linalg, sklearn.ensemble, ...
-                if f"{value.__name__}.{attribute}" in sys.modules:
-                    found[f"{value.__name__}.{attribute}"] = None
 
 
 # -- the caller's side -----------------------------------------------------------------
@@ -415,7 +368,9 @@ def _preload(modules: list[str], path: list[str], imported: dict[str, float]) ->
                 return "stale"
     sys.path[:] = path
     for name in modules:
-        with contextlib.suppress(Exception):  # a worker that needs it will say what is wrong
+        # A worker that needs it will say what is wrong; a module that exits on
+        # import (SystemExit) must not take the server, and the run, with it.
+        with contextlib.suppress(Exception, SystemExit):
             importlib.import_module(name)
     installed = tuple({sysconfig.get_paths()[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")})
     for module in list(sys.modules.values()):
