@@ -84,9 +84,17 @@ def _code_reduce(code: types.CodeType) -> Any:
 
 
 class _ByValue(cloudpickle.Pickler):  # type: ignore[misc]
-    """cloudpickle, keeping code file names (it writes ``<dynamic-code>``)."""
+    """cloudpickle, keeping code file names (it writes ``<dynamic-code>``) and the
+    qualified names of nested classes (it gives ``Outer.Inner`` the name ``Inner``)."""
 
     dispatch_table = ChainMap({types.CodeType: _code_reduce}, cloudpickle.Pickler.dispatch_table)
+
+    def reducer_override(self, obj: Any) -> Any:
+        reduced = super().reducer_override(obj)
+        if isinstance(obj, type) and isinstance(reduced, tuple) and len(reduced) == 6 and obj.__qualname__ != obj.__name__:
+            rebuild, args, (state, slots), *rest = reduced  # a class by value: its state is set on the rebuilt one
+            reduced = (rebuild, args, ({**state, "__qualname__": obj.__qualname__}, slots), *rest)
+        return reduced
 
 
 def _from_main(qualname: str) -> Any:
