@@ -96,8 +96,8 @@ class MainClasses:
         found = {
             name: value
             for name, value in list(vars(module).items() if module is not None else ())
-            if isinstance(value, type) and value.__module__ == "__main__" and value.__qualname__ == name
-            and not _holds_much(value)
+            if isinstance(value, type) and getattr(value, "__module__", None) == "__main__"
+            and getattr(value, "__qualname__", None) == name and not _holds_much(value)
         }
         if not found:
             return cls([], {})
@@ -243,7 +243,10 @@ def _in_worker(blobs: list[bytes]) -> MainClasses:
 def _holds_much(cls: type) -> bool:
     """Whether ``cls`` plainly holds more than ``_MOST`` bytes (an array, a table) in one attribute:
     seen before pickling it, which would cost as much, every run."""
-    return any(sys.getsizeof(value, 0) > _MOST for value in list(vars(cls).values()))
+    try:
+        return any(sys.getsizeof(value, 0) > _MOST for value in list(vars(cls).values()))
+    except Exception:  # noqa: BLE001 - an attribute whose size cannot be told: leave the class out
+        return True
 
 
 def _with_nested(qualname: str, cls: type) -> Iterator[tuple[str, type]]:
