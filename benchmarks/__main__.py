@@ -26,6 +26,10 @@ Workloads (each on the thread backend and on processes under fork and spawn):
   method (the default, warm, against fork's time as its floor);
   startup-heavy-main: the same with the stages defined in a script run as
   ``__main__`` (``heavy_main.py``), a function stage and a class stage;
+- main-class: a dataclass message defined in the script's ``__main__``
+  (``main_class.py``, run as a script), microseconds a hop from worker to
+  worker, under every start method against fork's (the floor: forked
+  workers have the caller's ``__main__``);
 - rss: peak resident memory of caller and workers over many small messages;
 - policy: a map stage's cost per message with a failure policy set that
   never acts (skip, retries, timeout) against none, and the time a run
@@ -496,6 +500,33 @@ def _run_probe_startup(method: str, library: str, later_runs: int) -> None:
     print(json.dumps([first, later]))
 
 
+# -- a message class of __main__ ------------------------------------------------------
+
+
+def _main_class(settings: Settings) -> Iterator[Row]:
+    """A ``__main__`` dataclass, us a hop, under each start method; fork's is the floor.
+
+    The methods take turns, a new interpreter a run, so that they meet the same noise.
+    """
+    n = 1_000 if settings.quick else 5_000
+    methods = ("fork", "warm", "spawn", "forkserver")
+    measured: dict[str, float] = {}
+    for _ in range(max(2, settings.repeats)):
+        for method in methods:
+            probe = subprocess.run(
+                [sys.executable, "-m", "benchmarks.main_class", method, str(n), "1"],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            hop = float(json.loads(probe.stdout.strip().splitlines()[-1]))
+            measured[method] = min(measured.get(method, hop), hop)
+    for method in methods:
+        label = f"process/{method}" + (" (default)" if method == "warm" else "")
+        yield Row("main-class", f"{label} __main__ dataclass", "us/hop", measured[method], floor=measured["fork"],
+                  note="floor = fork")
+
+
 # -- peak memory ---------------------------------------------------------------------
 
 
@@ -755,6 +786,7 @@ WORKLOADS: dict[str, Callable[[Settings], Iterator[Row]]] = {
     "startup": _startup,
     "startup-heavy": _startup_heavy,
     "startup-heavy-main": _startup_heavy_main,
+    "main-class": _main_class,
     "rss": _rss,
     "stats": _stats_cost,
     "policy": _policy,

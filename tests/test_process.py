@@ -235,6 +235,39 @@ def test_a_script_without_main_guard_and_its_own_message_class(tmp_path: Path, m
     assert "result -45 [-2, -1, 0]" in done.stdout
 
 
+NESTED = """
+import dataclasses
+from collections.abc import Iterable, Iterator
+import streamflow as sf
+
+class Outer:
+    @dataclasses.dataclass
+    class Inner:
+        label: str
+
+@sf.stage
+def inners(n: int) -> Iterator[Outer.Inner]:
+    for i in range(n):
+        yield Outer.Inner(str(i))
+
+@sf.stage
+def kept(xs: Iterable[Outer.Inner]) -> list:
+    return [(x, repr(x)) for x in xs]
+"""
+
+
+def test_a_class_nested_in_one_of_main_keeps_its_name(process_opts: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Built in a worker and sent to the caller: by the name ``Outer.Inner``, not ``Inner``."""
+    import types
+
+    main = types.ModuleType("__main__")
+    exec(compile(textwrap.dedent(NESTED), "<cell>", "exec"), main.__dict__)
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    out = (main.inners(n=2) | main.kept).run(**process_opts)
+    assert out == [(main.Outer.Inner("0"), "Outer.Inner(label='0')"), (main.Outer.Inner("1"), "Outer.Inner(label='1')")]
+    assert all(type(x) is main.Outer.Inner for x, _ in out)
+
+
 KILL_SCRIPT = """
     import sys
     from collections.abc import Iterable, Iterator

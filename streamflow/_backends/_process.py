@@ -17,7 +17,9 @@ has imported what the stages need.  ``spawn`` starts a fresh interpreter
 a worker, every run; ``fork`` copies the caller (fastest, but unsafe with
 threads in it); ``forkserver`` is multiprocessing's own server, which
 imports nothing ahead.  Under every method, stage functions from
-``__main__`` travel by value and no worker runs the caller's ``__main__``.
+``__main__`` travel by value and no worker runs the caller's ``__main__``;
+its classes travel by value once a run, and messages name them
+(``_transport._main_classes``).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from typing import Any
 from .._errors import StreamflowError, WorkerCrashed
 from .._options import START_METHODS, RunConfig
 from .._plan import Link, Node, Plan
+from .._transport._main_classes import MainClasses
 from .._transport._memory import SharedBuffer, new_run_id, sweep
 from .._transport._serialize import PortableError, Reader, dumps, dumps_job
 from .._transport._sem import Semaphore
@@ -157,6 +160,7 @@ class ProcessBackend:
             _warm.preload(plan)
         self._run_id = new_run_id()
         self._edges: list[ShmEdge] = []
+        self._shipped: MainClasses | None = None  # collected for the first edge to a fresh worker
         self._semaphores: list[Semaphore] = []  # besides the edges'
         self._workers: list[_Worker] = []
         self._waker = _Waker()
@@ -176,6 +180,8 @@ class ProcessBackend:
             reader = Reader.CALLER
         else:
             reader = Reader.FORKED if self._forked else Reader.FRESH
+        if reader is Reader.FRESH and self._shipped is None:
+            self._shipped = MainClasses.collect()
         edge = ShmEdge(
             name=link.name,
             capacity=link.capacity,
@@ -190,6 +196,7 @@ class ProcessBackend:
             spin=self._spin,
             recoverable=link.recoverable,
             watched=self._watched,
+            shipped=self._shipped if reader is Reader.FRESH else None,
         )
         self._edges.append(edge)
         return edge

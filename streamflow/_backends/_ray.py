@@ -41,6 +41,7 @@ from .._options import RunConfig
 from .._plan import Link, Node, Plan
 from .._stats import WIDTH
 from .._transport._hub import forget_session, session_actor
+from .._transport._main_classes import MainClasses
 from .._transport._memory import LocalBuffer
 from .._transport._ray import RayEdge
 from .._transport._serialize import PortableError, Reader, dumps, dumps_job
@@ -133,9 +134,13 @@ class RayBackend:
         self._tasks: dict[Any, Job] = {}
         self._woken = threading.Event()
         self._memory: LocalBuffer | None = None
+        self._shipped: MainClasses | None = None  # collected for the first edge between workers
         self._released = False
 
     def edge(self, link: Link) -> RayEdge:
+        fresh = link.consumer is not None
+        if fresh and self._shipped is None:
+            self._shipped = MainClasses.collect()
         return RayEdge(
             key=(self._run, link.index),
             name=link.name,
@@ -143,11 +148,12 @@ class RayBackend:
             producers=link.producers,
             consumers=link.consumers,
             shared_buffer=link.shared_buffer,
-            reader=Reader.CALLER if link.consumer is None else Reader.FRESH,
+            reader=Reader.FRESH if fresh else Reader.CALLER,
             producers_replaced=link.producer_replaced,
             consumers_replaced=link.consumer_replaced,
             producers_ordered=link.producer_ordered,
             consumers_ordered=link.consumer_ordered,
+            shipped=self._shipped if fresh else None,
         )
 
     def memory(self, size: int, what: str) -> LocalBuffer:

@@ -45,6 +45,7 @@ import ray
 from . import Aborted, DownstreamClosed, Held, Quiet, Receiver, Sender
 from ._clock import Clock
 from ._hub import ABORTED, CLOSED, OK, QUIET, Key, Outgoing, hub
+from ._main_classes import MainClasses
 from ._serialize import Reader, dumps_message, loads
 
 __all__ = ["RayEdge", "RayReceiver", "RaySender", "RayTurnstile"]
@@ -72,12 +73,13 @@ class RayEdge:
     def __init__(
         self, *, key: Key, name: str, capacity: int, producers: int, consumers: int, shared_buffer: bool,
         reader: Reader, producers_replaced: bool = False, consumers_replaced: bool = False,
-        producers_ordered: bool = False, consumers_ordered: bool = False,
+        producers_ordered: bool = False, consumers_ordered: bool = False, shipped: MainClasses | None = None,
     ) -> None:
         """``producers_replaced``, ``consumers_replaced``: the workers at that end may be
         replaced if they die; their ends can then be taken over; ``producers_ordered``,
         ``consumers_ordered``: that end is an ordered stage's, with several workers (see the
-        module's notes)."""
+        module's notes); ``shipped``: the caller's ``__main__`` classes, for a ``FRESH``
+        reader: a worker installs them as it takes an end, and they go by name."""
         self.name = name
         self.recoverable = producers_replaced or consumers_replaced
         self.numbered = False
@@ -93,16 +95,22 @@ class RayEdge:
         self._consumer_share = max(1, capacity // consumers)
         self._shared_buffer = shared_buffer
         self._reader = reader
+        self._shipped = shipped
         self._asked = 0.0  # when the hub was last asked whether the edge was aborted
         self._aborted = False
 
     def sender(self, endpoint: int) -> RaySender:
+        if self._shipped is not None:
+            self._shipped.install()
         return RaySender(
             self.hub, self.key, self.name, self._producer_share, endpoint, self._reader,
             replaced=self._producers_replaced, synchronous=self._producers_replaced or self._producers_ordered,
+            shipped=self._shipped,
         )
 
     def receiver(self, endpoint: int) -> RayReceiver:
+        if self._shipped is not None:
+            self._shipped.install()
         holder = endpoint if self._consumers_replaced else None
         return RayReceiver(
             self.hub, self.key, self._shared_buffer, self._consumer_share, holder, ordered=self._consumers_ordered,
@@ -165,7 +173,7 @@ class RaySender:
 
     def __init__(
         self, hub: Any, key: Key, stage: str, share: int, producer: Any, reader: Reader, *,
-        replaced: bool = False, synchronous: bool = False,
+        replaced: bool = False, synchronous: bool = False, shipped: MainClasses | None = None,
     ) -> None:
         """``share``: the most slots this producer takes at once, its share of
         the edge's, so that one producer cannot hoard slots the others need."""
@@ -174,6 +182,7 @@ class RaySender:
         self._key = key
         self._stage = stage
         self._reader = reader
+        self._shipped = shipped
         self._share = share
         self._producer = producer
         self._synchronous = synchronous
@@ -214,7 +223,7 @@ class RaySender:
         if getattr(item, "nbytes", 0) >= _LARGE:
             box = [ray.put(item)]
         else:
-            box = [dumps_message(item, self._reader, self._stage), _PICKLED]
+            box = [dumps_message(item, self._reader, self._stage, self._shipped), _PICKLED]
         self._pending.append((self._sent, box))
         self._sent += 1
         self._holding = False

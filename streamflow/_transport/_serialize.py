@@ -7,7 +7,9 @@ Who reads the bytes decides how they are pickled (``Reader``):
 - A fresh interpreter (a spawned worker, a Ray actor) has no ``__main__``
   of the caller: what refers to it, and what plain pickle cannot do at all
   (lambdas, local classes), goes by value with cloudpickle.  Code keeps its
-  real file name, so tracebacks and warnings name the user's file.
+  real file name, so tracebacks and warnings name the user's file.  The
+  exception: the classes a run shipped to its fresh workers, which they
+  installed in their ``__main__`` (``_main_classes``), go by name.
 - The caller has its own ``__main__``: classes and functions from it are
   sent by name, so that what comes back is an instance of the caller's own
   class (``except MyError:`` catches it), and the rest goes as above.
@@ -39,17 +41,21 @@ import types
 from collections import ChainMap
 from collections.abc import Callable
 from multiprocessing.reduction import ForkingPickler
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 
 from .._errors import StageError, UnpicklableMessage
+
+if TYPE_CHECKING:
+    from ._main_classes import MainClasses
 
 __all__ = [
     "HEAD",
     "Packed",
     "PortableError",
     "Reader",
+    "by_value",
     "dumps",
     "dumps_job",
     "dumps_message",
@@ -84,9 +90,17 @@ def _code_reduce(code: types.CodeType) -> Any:
 
 
 class _ByValue(cloudpickle.Pickler):  # type: ignore[misc]
-    """cloudpickle, keeping code file names (it writes ``<dynamic-code>``)."""
+    """cloudpickle, keeping code file names (it writes ``<dynamic-code>``) and the
+    qualified names of nested classes (it gives ``Outer.Inner`` the name ``Inner``)."""
 
     dispatch_table = ChainMap({types.CodeType: _code_reduce}, cloudpickle.Pickler.dispatch_table)
+
+    def reducer_override(self, obj: Any) -> Any:
+        reduced = super().reducer_override(obj)
+        if isinstance(obj, type) and isinstance(reduced, tuple) and len(reduced) == 6 and obj.__qualname__ != obj.__name__:
+            rebuild, args, (state, slots), *rest = reduced  # a class by value: its state is set on the rebuilt one
+            reduced = (rebuild, args, ({**state, "__qualname__": obj.__qualname__}, slots), *rest)
+        return reduced
 
 
 def _from_main(qualname: str) -> Any:
@@ -153,10 +167,13 @@ def _dumps(
     reader: Reader,
     buffer_callback: Callable[[pickle.PickleBuffer], None] | None,
     discard: Callable[[], None] = lambda: None,
+    shipped: MainClasses | None = None,
 ) -> bytes:
     try:
         main = pickle.dumps(obj, protocol=5, buffer_callback=buffer_callback)
         if not (reader.checks_main and b"__main__" in main):
+            return main
+        if shipped is not None and shipped.covers(obj, main):
             return main
     except Exception:  # noqa: BLE001 - redone below, which reports its own error
         pass
@@ -164,10 +181,16 @@ def _dumps(
     return _pickle_with(_ToCaller if reader is Reader.CALLER else _ByValue, obj, buffer_callback)
 
 
-def dumps(obj: Any, reader: Reader) -> bytes:
+def dumps(obj: Any, reader: Reader, shipped: MainClasses | None = None) -> bytes:
     """``obj`` pickled for ``reader``, buffers in band; raises ``pickle.PicklingError``
-    or ``TypeError`` if it cannot travel."""
-    return _dumps(obj, reader, None)
+    or ``TypeError`` if it cannot travel.  ``shipped``: the ``__main__`` classes a fresh
+    reader has installed."""
+    return _dumps(obj, reader, None, shipped=shipped)
+
+
+def by_value(obj: Any) -> bytes:
+    """``obj`` pickled by value with cloudpickle (code keeps its file names); raises if it cannot be."""
+    return _pickle_with(_ByValue, obj, None)
 
 
 def loads(data: bytes | memoryview) -> Any:
@@ -207,29 +230,30 @@ class Packed:
         self.size = offset
 
 
-def pack(obj: Any, reader: Reader) -> Packed:
-    """Pickle ``obj`` for ``reader``; raises ``pickle.PicklingError``/``TypeError`` if it cannot travel."""
+def pack(obj: Any, reader: Reader, shipped: MainClasses | None = None) -> Packed:
+    """Pickle ``obj`` for ``reader`` (``shipped``: as for ``dumps``); raises
+    ``pickle.PicklingError``/``TypeError`` if it cannot travel."""
     raw: list[pickle.PickleBuffer] = []
 
     def collect(buffer: pickle.PickleBuffer) -> None:
         raw.append(buffer)
 
-    main = _dumps(obj, reader, collect, raw.clear)
+    main = _dumps(obj, reader, collect, raw.clear, shipped)
     return Packed(main, [b.raw() for b in raw])
 
 
-def pack_message(item: Any, reader: Reader, stage: str) -> Packed:
+def pack_message(item: Any, reader: Reader, stage: str, shipped: MainClasses | None = None) -> Packed:
     """``pack`` for an item a stage yielded; raises ``UnpicklableMessage`` naming the stage."""
     try:
-        return pack(item, reader)
+        return pack(item, reader, shipped)
     except Exception as exc:
         raise _unpicklable(item, reader, stage, exc) from exc
 
 
-def dumps_message(item: Any, reader: Reader, stage: str) -> bytes:
+def dumps_message(item: Any, reader: Reader, stage: str, shipped: MainClasses | None = None) -> bytes:
     """``dumps`` for an item a stage yielded; raises ``UnpicklableMessage`` naming the stage."""
     try:
-        return dumps(item, reader)
+        return dumps(item, reader, shipped)
     except Exception as exc:
         raise _unpicklable(item, reader, stage, exc) from exc
 

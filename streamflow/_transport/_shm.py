@@ -38,6 +38,7 @@ from typing import Any
 from .._errors import MessageTooLarge
 from . import Aborted, DownstreamClosed, Held, Quiet
 from ._clock import Clock
+from ._main_classes import MainClasses
 from ._memory import SharedBuffer, posixshmem, reserve
 from ._sem import Semaphore
 from ._serialize import HEAD as _HEAD
@@ -82,9 +83,12 @@ class ShmEdge:
         spin: float | None = None,
         recoverable: bool = False,
         watched: bool = True,
+        shipped: MainClasses | None = None,
     ) -> None:
         """``forked``: workers inherit the edge (else it is pickled to them);
         ``reader``: who unpickles its messages (the caller, for an open flow's last edge);
+        ``shipped``: the caller's ``__main__`` classes, for a ``FRESH`` reader: a worker
+        installs them as it takes an end, and they go by name;
         ``spin``: microseconds a waiter retries before it sleeps (0: never;
         ``None``: ``STREAMFLOW_SPIN_US`` as set in this process, or the default).
         ``recoverable``: a new worker can take over the end of one that died
@@ -103,6 +107,7 @@ class ShmEdge:
         self.shared_buffer = shared_buffer
         self.run_id = run_id
         self.reader = reader
+        self.shipped = shipped
         self.slot_size = _round_up(max_message_size or DEFAULT_SLOT, 64)
         self.ready_base = _QUEUES + capacity
         self.ready_size = capacity + consumers  # room for the end-of-stream marks
@@ -167,9 +172,13 @@ class ShmEdge:
         self._map()
 
     def sender(self, endpoint: int) -> ShmSender:
+        if self.shipped is not None:
+            self.shipped.install()
         return ShmSender(self, endpoint)
 
     def receiver(self, endpoint: int) -> ShmReceiver | _Replaying:
+        if self.shipped is not None:
+            self.shipped.install()
         if self.ring and not self.recoverable:
             return _RingReceiver(self)
         receiver = ShmReceiver(self, endpoint)
@@ -258,6 +267,10 @@ class ShmEdge:
 _VIEWS = ("ctrl", "data", "slots", "heads", "payloads")  # this process's views of the segment
 
 
+def _never(item: Any, data: bytes) -> bool:
+    return False
+
+
 def _round_up(value: int, unit: int) -> int:
     return (value + unit - 1) // unit * unit
 
@@ -267,7 +280,7 @@ class ShmSender:
 
     __slots__ = (
         "_edge", "_ctrl", "_slots", "_heads", "_payloads", "_free_acquire", "_free_lock", "_ready_release",
-        "_ready_lock", "_ready_base", "_ready_size", "_capacity", "_checks_main", "_index", "_room", "_buffers", "_keep",
+        "_ready_lock", "_ready_base", "_ready_size", "_capacity", "_checks_main", "_covers", "_index", "_room", "_buffers", "_keep",
         "_ring", "_counts", "_flat", "_next", "_after", "_sent", "_overflow", "_spin", "_spinning", "_reserved_at", "clock",
     )
 
@@ -286,6 +299,7 @@ class ShmSender:
         self._ready_size = edge.ready_size
         self._capacity = edge.capacity
         self._checks_main = edge.reader.checks_main
+        self._covers = _never if edge.shipped is None else edge.shipped.covers  # (item, its plain pickle)
         self._index = -1
         self._room = edge.slot_size - _HEAD_SIZE  # the largest pickle that goes in with its head alone
         self._buffers: list[pickle.PickleBuffer] = []  # a message's out-of-band buffers, while it is sent
@@ -352,11 +366,13 @@ class ShmSender:
         except Exception:  # noqa: BLE001 - retried by value in _send_packed
             main = None
         index = self._index
+        # ``find``, not ``in``: ``bytes in bytes`` first tries the needle as an int and
+        # clears the TypeError, which costs it twice find's instructions.
         if (
             main is not None
             and len(main) <= self._room
             and not self._buffers
-            and not (self._checks_main and b"__main__" in main)
+            and not (self._checks_main and main.find(b"__main__") >= 0 and not self._covers(item, main))
         ):
             self._heads[index][_KIND] = 0  # a plain pickle
             self._payloads[index][: len(main)] = main
@@ -396,7 +412,7 @@ class ShmSender:
         or one that plain pickle cannot make for this edge's reader."""
         edge, buffers = self._edge, self._buffers
         try:
-            if main is not None and not (self._checks_main and b"__main__" in main):
+            if main is not None and not (self._checks_main and main.find(b"__main__") >= 0 and not self._covers(item, main)):
                 packed = Packed(main, [b.raw() for b in buffers])
             else:
                 packed = pack_message(item, edge.reader, edge.name)
