@@ -1,7 +1,7 @@
 """What a run keeps of the items its stages skipped: nothing is lost silently.
 
 A worker that gives up on an item under ``on_error="skip"`` reports a
-``FailureEvent``; the supervisor turns it into a ``Failure`` the caller reads
+``FailureEvent`` (``_records``); the supervisor turns it into a ``Failure`` the caller reads
 as ``Run.failures``, counts it against ``max_failures`` and names the stage
 in the ``FailuresWarning`` that ``run()`` issues at its end.
 """
@@ -15,7 +15,7 @@ from typing import Any
 
 from ._text import short
 
-__all__ = ["Failure", "FailureEvent", "summary"]
+__all__ = ["Failure", "summary"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,17 +39,6 @@ class Failure:
             f"Failure(stage={self.stage!r}, worker={self.worker}, item={short(self.item, 60)}, "
             f"error={type(self.error).__name__}({str(self.error)!r}), attempts={self.attempts})"
         )
-
-
-@dataclasses.dataclass
-class FailureEvent:
-    """A skipped item on its way from a worker to the supervisor (the error still portable)."""
-
-    node: int
-    worker: int
-    item: Any
-    error: Any  # a PortableError
-    attempts: int
 
 
 def summary(failures: Sequence[Failure]) -> str:

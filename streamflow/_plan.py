@@ -2,16 +2,20 @@
 
 A node is one stage as the runtime needs it: its function, kind, bound
 constants and every run option, resolved.  A link is one bounded stream,
-named by its endpoints: the producer node and the consumer node (or the
-caller, for the last link of an open flow), with its capacity and message
-size.  Nodes list the links they read and write, so a node may later have
-several of each; today's flows are chains.  Everything below this module
-(runtime, backends, transports, statistics, pictures) reads only this.
+named by its endpoints: the nodes that write it and the node that reads it
+(or the caller, for an open flow's output), with its capacity and message
+size.  Everything below this module (runtime, backends, transports,
+statistics, pictures) reads only this, and asks the plan for the shape:
+a node's input and output links, the links the caller reads, the sinks,
+what is upstream and downstream of a node, and which end of a link a
+worker holds.  Nothing below indexes nodes or links by position; only
+``build_plan`` knows how a flow becomes nodes and links.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -25,7 +29,7 @@ __all__ = ["Link", "Node", "Plan", "build_plan"]
 class Node:
     """One stage of the plan, run by ``options.workers`` workers."""
 
-    index: int
+    index: int  # its key in the plan (``Plan.node``)
     name: str  # unique within the plan: the stage's, numbered if it appears again
     stage: str  # the stage's own name
     kind: Kind
@@ -33,8 +37,8 @@ class Node:
     constants: Mapping[str, Any]
     options: StageOptions  # resolved: every default filled in
     in_caller: bool  # a one-shot iterable, read by a thread of the caller
-    inputs: tuple[int, ...]  # indexes of the links it reads
-    outputs: tuple[int, ...]  # indexes of the links it writes
+    inputs: tuple[int, ...]  # the links it reads (``Plan.inputs``)
+    outputs: tuple[int, ...]  # the links it writes (``Plan.outputs``)
     per_item: bool = False  # ``function`` takes one item and returns one output
     factory: bool = False  # ``function`` is a class: one instance per worker, built with the constants
     is_async: bool = False  # ``function`` is an ``async def``: it runs on its worker's event loop
@@ -46,15 +50,15 @@ class Node:
 
 @dataclasses.dataclass(frozen=True)
 class Link:
-    """The bounded stream from ``producer`` to ``consumer`` (None: the caller reads it)."""
+    """The bounded stream from the ``writers`` to ``reader`` (None: the caller reads it)."""
 
-    index: int
-    name: str  # the producer's name, for messages
-    producer: int
-    consumer: int | None
+    index: int  # its key in the plan (``Plan.link``)
+    name: str  # its writers' name, for messages
+    writers: tuple[int, ...]  # the nodes whose workers write it, in endpoint order
+    reader: int | None
     producers: int  # workers writing it
     consumers: int  # workers reading it
-    capacity: int  # packets_in_flight of the producer
+    capacity: int  # packets_in_flight of the writers
     max_message_size: int | None
     shared_buffer: bool
     producer_replaced: bool = False  # a producer worker that dies is replaced (its policy retries or skips)
@@ -70,22 +74,65 @@ class Link:
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-    nodes: tuple[Node, ...]
+    """Nodes and links, and the questions about their shape that the layers below ask."""
+
+    nodes: tuple[Node, ...]  # every node after the nodes whose links it reads
     links: tuple[Link, ...]
 
-    @property
-    def output(self) -> Link | None:
-        """The link the caller reads (an open flow), if any."""
-        return next((link for link in self.links if link.consumer is None), None)
+    def node(self, index: int) -> Node:
+        """The node keyed ``index`` (``Node.index``, as records name it)."""
+        return self._nodes[index]
+
+    def link(self, index: int) -> Link:
+        """The link keyed ``index`` (``Link.index``)."""
+        return self._links[index]
+
+    def inputs(self, node: Node) -> tuple[Link, ...]:
+        """The links ``node`` reads (none for a source)."""
+        return tuple(self._links[i] for i in node.inputs)
+
+    def outputs(self, node: Node) -> tuple[Link, ...]:
+        """The links ``node`` writes (none for a sink)."""
+        return tuple(self._links[i] for i in node.outputs)
 
     @property
-    def sink(self) -> Node | None:
-        """The node whose return value is the run's result (a closed flow)."""
-        return next((node for node in self.nodes if node.kind == "sink"), None)
+    def caller_links(self) -> tuple[Link, ...]:
+        """The links the caller reads: an open flow's output (none for a closed flow)."""
+        return tuple(link for link in self.links if link.reader is None)
+
+    @property
+    def sinks(self) -> tuple[Node, ...]:
+        """The nodes whose return values are the run's results."""
+        return tuple(node for node in self.nodes if node.kind == "sink")
+
+    def upstream(self, node: Node) -> tuple[Node, ...]:
+        """The nodes whose outputs ``node`` reads."""
+        return tuple(self._nodes[w] for link in self.inputs(node) for w in link.writers)
+
+    def downstream(self, node: Node) -> tuple[Node, ...]:
+        """The nodes that read what ``node`` writes (the caller is none)."""
+        return tuple(self._nodes[link.reader] for link in self.outputs(node) if link.reader is not None)
+
+    def endpoint(self, link: Link, node: Node, worker: int) -> int:
+        """The producer end of ``link`` that worker ``worker`` of ``node`` (one of its writers) holds."""
+        offset = 0
+        for writer in link.writers:
+            if writer == node.index:
+                return offset + worker
+            offset += self._nodes[writer].workers
+        raise ValueError(f"node '{node.name}' does not write link '{link.name}'")
 
     def stat_names(self) -> list[tuple[str, int]]:
         """(name, workers) per node: the shape of the run's stats table."""
         return [(node.name, node.workers) for node in self.nodes]
+
+    @functools.cached_property
+    def _nodes(self) -> Mapping[int, Node]:
+        return {node.index: node for node in self.nodes}
+
+    @functools.cached_property
+    def _links(self) -> Mapping[int, Link]:
+        return {link.index: link for link in self.links}
 
 
 class Planned(Protocol):
@@ -110,40 +157,43 @@ class Planned(Protocol):
 def build_plan(stages: Sequence[Planned], packets_per_worker: int = 2) -> Plan:
     """The plan that runs ``stages``, a chain from first to last; ``packets_per_worker``: the
     backend's default ``packets_in_flight`` for each worker of a stage."""
-    seen: dict[str, int] = {}
-    nodes, links = [], []
-    last = len(stages) - 1
-    resolved = [stage.set_options.resolved(packets_per_worker) for stage in stages]
-    for index, stage in enumerate(stages):
-        seen[stage.name] = seen.get(stage.name, 0) + 1
-        name = stage.name if seen[stage.name] == 1 else f"{stage.name}#{seen[stage.name]}"
-        inputs = (index - 1,) if index > 0 else ()
-        outputs = (index,) if stage.kind != "sink" else ()
-        options = resolved[index]
+    names: dict[str, int] = {}
+    options = [stage.set_options.resolved(packets_per_worker) for stage in stages]
+    nodes = []
+    for index, (stage, resolved) in enumerate(zip(stages, options)):
+        names[stage.name] = names.get(stage.name, 0) + 1
+        name = stage.name if names[stage.name] == 1 else f"{stage.name}#{names[stage.name]}"
         nodes.append(
             Node(
-                index, name, stage.name, stage.kind, stage.fn, dict(stage.constants), options,
-                stage.one_shot, inputs, outputs, stage.signature.per_item, stage.signature.factory,
-                stage.signature.is_async,
+                index, name, stage.name, stage.kind, stage.fn, dict(stage.constants), resolved, stage.one_shot,
+                inputs=(index - 1,) if index else (),  # the link a stage writes has the stage's index
+                outputs=(index,) if stage.kind != "sink" else (),
+                per_item=stage.signature.per_item,
+                factory=stage.signature.factory,
+                is_async=stage.signature.is_async,
             )
         )
-        if outputs:
-            assert options.packets_in_flight is not None
-            links.append(
-                Link(
-                    index=index,
-                    name=name,
-                    producer=index,
-                    consumer=index + 1 if index < last else None,
-                    producers=options.workers,
-                    consumers=resolved[index + 1].workers if index < last else 1,
-                    capacity=options.packets_in_flight,
-                    max_message_size=options.max_message_size,
-                    shared_buffer=options.shared_buffer,
-                    producer_replaced=options.replaces_crashed,
-                    consumer_replaced=index < last and resolved[index + 1].replaces_crashed,
-                    producer_ordered=options.keeps_order,
-                    consumer_ordered=index < last and resolved[index + 1].keeps_order,
-                )
+    links = []
+    for writer, reader in zip(nodes, [*nodes[1:], None]):
+        if writer.kind == "sink":
+            continue
+        pif = writer.options.packets_in_flight
+        assert pif is not None
+        links.append(
+            Link(
+                index=writer.index,
+                name=writer.name,
+                writers=(writer.index,),
+                reader=None if reader is None else reader.index,
+                producers=writer.workers,
+                consumers=1 if reader is None else reader.workers,
+                capacity=pif,
+                max_message_size=writer.options.max_message_size,
+                shared_buffer=writer.options.shared_buffer,
+                producer_replaced=writer.options.replaces_crashed,
+                consumer_replaced=reader is not None and reader.options.replaces_crashed,
+                producer_ordered=writer.options.keeps_order,
+                consumer_ordered=reader is not None and reader.options.keeps_order,
             )
+        )
     return Plan(tuple(nodes), tuple(links))

@@ -37,8 +37,9 @@ class Run(Generic[O, R]):
         self._execution = execution
         self._plan = plan
         self._backend = backend
-        sink = plan.sink
-        self._sink_workers = None if sink is None else sink.workers  # None: an open flow
+        sinks = plan.sinks
+        # None: an open flow; else how many values the sinks' workers return
+        self._sink_workers = sum(sink.workers for sink in sinks) if sinks else None
         self._warned = False
         self._progress = None
         if progress:
@@ -115,7 +116,11 @@ class Run(Generic[O, R]):
     def report(self) -> str:
         """A table of the stages that names the bottleneck and what to try."""
         stages = self.stats()
-        return report(stages, self._backend) if stages else "no statistics (the inline backend keeps none)"
+        if not stages:
+            return "no statistics (the inline backend keeps none)"
+        plan = self._plan
+        upstream = {node.name: [up.name for up in plan.upstream(node)] for node in plan.nodes}
+        return report(stages, self._backend, upstream=upstream)
 
     def to_dot(self) -> str:
         """The flow as Graphviz text, with each stage's rate so far."""

@@ -14,7 +14,7 @@ import dataclasses
 import os
 import textwrap
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 __all__ = ["FIELDS", "StageStats", "StatsTable", "WorkerStats", "report"]
@@ -196,14 +196,16 @@ def bottleneck(stages: Sequence[StageStats]) -> StageStats | None:
     return max(active, key=lambda s: s.busy / s.workers, default=None)
 
 
-def advice(stage: StageStats, stages: Sequence[StageStats], backend: str, cores: int) -> str:
-    """What to try to speed up a flow bottlenecked on ``stage``, on ``cores`` cores."""
+def advice(
+    stage: StageStats, stages: Sequence[StageStats], backend: str, cores: int, upstream: Sequence[str] = ()
+) -> str:
+    """What to try to speed up a flow bottlenecked on ``stage``, on ``cores`` cores; ``upstream``:
+    the stages that feed it."""
     if stage.busy_share < 0.5:
         return (
             "no stage is busy most of the time: the flow waits on its edges; raise "
             "packets_in_flight, or set max_message_size if messages are large"
         )
-    index = list(stages).index(stage)
     busy_workers = sum(s.workers for s in stages if s.busy_share >= 0.5)
     if backend == "thread":
         tips = [
@@ -221,21 +223,29 @@ def advice(stage: StageStats, stages: Sequence[StageStats], backend: str, cores:
         tips = [f"give '{stage.stage}' more workers (workers={stage.workers + 1} or more), as the cluster allows"]
     else:
         tips = [f"give '{stage.stage}' more workers (workers={stage.workers + cores - busy_workers})"]
-    if index > 0 and stages[index - 1].blocked > stages[index - 1].busy:
-        tips.append(
-            f"'{stages[index - 1].stage}' spends most of its time blocked on it; a larger "
-            f"packets_in_flight there only helps if '{stage.stage}' has bursts"
-        )
+    by_name = {s.stage: s for s in stages}
+    for feeder in (by_name[name] for name in upstream if name in by_name):
+        if feeder.blocked > feeder.busy:
+            tips.append(
+                f"'{feeder.stage}' spends most of its time blocked on it; a larger "
+                f"packets_in_flight there only helps if '{stage.stage}' has bursts"
+            )
     return "; ".join(tips)
 
 
-def report(stages: Sequence[StageStats], backend: str = "process", cores: int | None = None) -> str:
+def report(
+    stages: Sequence[StageStats],
+    backend: str = "process",
+    cores: int | None = None,
+    upstream: Mapping[str, Sequence[str]] | None = None,
+) -> str:
     """A table of ``stages`` naming the bottleneck and what to try.
 
     ``rate/s`` is items out (in, for a sink) per second of the run so far;
     ``busy``, ``waiting`` and ``blocked`` are shares of the time its workers
     were alive; ``retries``, ``skips``, ``timeouts`` and ``replaced``
-    (shown when a failure policy acted) count items and replaced workers.  ``cores``: of this machine, by default.
+    (shown when a failure policy acted) count items and replaced workers.  ``cores``: of this
+    machine, by default; ``upstream``: the names of the stages that feed each stage (the plan's).
     """
     if cores is None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -256,7 +266,7 @@ def report(stages: Sequence[StageStats], backend: str = "process", cores: int | 
         )
     if slowest is not None:
         lines.append("")
-        tips = advice(slowest, stages, backend, cores)
+        tips = advice(slowest, stages, backend, cores, (upstream or {}).get(slowest.stage, ()))
         text = f"bottleneck: '{slowest.stage}' ({slowest.busy_share:.0%} busy); try: {tips}"
         lines.extend(textwrap.wrap(text, width=88, subsequent_indent="  "))
     return "\n".join(lines)

@@ -8,17 +8,16 @@ applies the same stage semantics as every worker does.
 
 from __future__ import annotations
 
+from . import InCaller
+
 __all__ = ["BACKEND", "InlineBackend"]
 
 
-class InlineBackend:
-    """Marks the inline backend: the runtime runs the plan in the caller."""
+class InlineBackend(InCaller):
+    """The inline backend: the runtime runs the plan in the caller."""
 
-    runs_in_caller = True
     stops_calls = False  # the caller's own thread runs the stages
     shares_memory = True  # one thread
-    start_methods: tuple[str, ...] = ()  # what ``start_method`` may name
-    packets_per_worker = 2  # the default ``packets_in_flight`` for each worker of a stage
 
 
 BACKEND = InlineBackend

@@ -4,7 +4,7 @@
 
     caller process                                        worker processes
     --------------                                        ----------------
-    supervisor thread  <-- report pipe (one a worker) --  _worker_main -> job.main(job, report)
+    supervisor thread  <-- report pipe (one a worker) --  worker_main -> job.main(job, report)
       waits on pipes + process sentinels                   watchdog thread: exits if the
     caller thread reads the last ShmEdge (open flows)       caller process dies
     caller threads run sources that cannot travel --ShmEdge-->  ...
@@ -29,7 +29,6 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import pickle
-import select
 import signal
 import sys
 import threading
@@ -41,69 +40,19 @@ from typing import Any
 from .._errors import StreamflowError, WorkerCrashed
 from .._options import START_METHODS, RunConfig
 from .._plan import Link, Node, Plan
+from .._records import Job, Outcome, PortableError, Record
 from .._transport._main_classes import MainClasses
 from .._transport._memory import SharedBuffer, new_run_id, sweep
-from .._transport._serialize import PortableError, Reader, dumps, dumps_job
+from .._transport._serialize import Reader
 from .._transport._sem import Semaphore
 from .._transport._shm import ShmEdge
-from . import Job, Outcome, _warm
+from . import WorkerBackend, _warm
+from ._process_worker import STARTED, Shipped, worker_main
 
 __all__ = ["BACKEND", "ProcessBackend"]
 
 DEFAULT_START_METHOD = "warm"
-_STARTED = b"S"
 _KILL_WAIT = 1.0  # seconds between SIGTERM and SIGKILL for a worker that ignores it
-
-
-class _Shipped:
-    """A job on its way to a spawned worker, pickled by ``dumps_job``."""
-
-    def __init__(self, job: Job) -> None:
-        self.job = job
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (pickle.loads, (dumps_job(self.job),))
-
-
-def _worker_main(
-    job: Job, writer: multiprocessing.connection.Connection, announce: bool, run_id: str, caller: int
-) -> None:
-    """Entry point of a worker process; ``caller`` is the pid of the process that runs the flow."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's to handle
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not a handler the caller had when it forked
-    _watch_caller(caller, run_id)
-    if announce:
-        writer.send_bytes(_STARTED)
-    lock = threading.Lock()  # threads of the stage may log at once
-
-    def report(event: Any) -> None:
-        data = dumps(event, Reader.CALLER)
-        with lock:
-            writer.send_bytes(data)
-
-    job.main(job, report)
-
-
-def _watch_caller(caller: int, run_id: str) -> None:
-    """Exit this worker as soon as the caller's process is gone (SIGKILL, SIGTERM).
-
-    The caller cannot clean up after itself then; every worker sweeps the
-    run's names on its way out, so none outlives the run.  The caller is
-    the worker's parent, or, from a fork server, its grandparent: it is
-    watched through a pidfd either way.
-    """
-    try:
-        pidfd = os.pidfd_open(caller)
-    except ProcessLookupError:
-        sweep(run_id)
-        os._exit(1)
-
-    def watch() -> None:
-        select.select([pidfd], [], [])
-        sweep(run_id)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="streamflow-watchdog", daemon=True).start()
 
 
 @contextlib.contextmanager
@@ -141,12 +90,10 @@ class _Worker:
         self.ended = False  # its outcome (or its crash) was collected
 
 
-class ProcessBackend:
-    runs_in_caller = False
+class ProcessBackend(WorkerBackend):
     stops_calls = True  # each worker is its process's main thread: SIGALRM reaches it
     shares_memory = True  # shared memory, on one machine
-    start_methods: tuple[str, ...] = START_METHODS  # what ``start_method`` may name
-    packets_per_worker = 2  # the default ``packets_in_flight`` for each worker of a stage
+    start_methods = START_METHODS
 
     def __init__(self, plan: Plan, config: RunConfig) -> None:
         self._plan = plan
@@ -176,7 +123,7 @@ class ProcessBackend:
         _warm.shutdown()
 
     def edge(self, link: Link) -> ShmEdge:
-        if link.consumer is None:
+        if link.reader is None:
             reader = Reader.CALLER
         else:
             reader = Reader.FORKED if self._forked else Reader.FRESH
@@ -214,7 +161,7 @@ class ProcessBackend:
         args = (job, writer, not self._forked, self._run_id, os.getpid())
         try:
             if self._warm:
-                worker = _Worker(_warm.start_worker(self._plan, _worker_main, args), job.node, job.worker, reader)
+                worker = _Worker(_warm.start_worker(self._plan, worker_main, args), job.node, job.worker, reader)
                 self._workers.append(worker)
             else:
                 self._start_process(job, reader, args)
@@ -229,14 +176,14 @@ class ProcessBackend:
 
     def _start_process(self, job: Job, reader: Any, args: tuple[Any, ...]) -> None:
         if not self._forked:
-            args = (_Shipped(job), *args[1:])
-        process = self._ctx.Process(target=_worker_main, args=args, name=job.label, daemon=True)
+            args = (Shipped(job), *args[1:])
+        process = self._ctx.Process(target=worker_main, args=args, name=job.label, daemon=True)
         # Listed before it starts: a Ctrl-C during start() must not orphan it.
         self._workers.append(_Worker(process, job.node, job.worker, reader))
         with _start_lock, (contextlib.nullcontext() if self._forked else _without_main()):
             process.start()
 
-    def wait(self, timeout: float | None) -> list[Any]:
+    def wait(self, timeout: float | None) -> list[Record]:
         waitables: list[Any] = [self._waker.fd]
         by_handle: dict[Any, _Worker] = {}
         for worker in self._workers:
@@ -245,7 +192,7 @@ class ProcessBackend:
             waitables += [worker.reader, worker.process.sentinel]
             by_handle[worker.reader] = by_handle[worker.process.sentinel] = worker
         ready = multiprocessing.connection.wait(waitables, timeout)
-        events: list[Any] = []
+        events: list[Record] = []
         if self._waker.fd in ready:
             self._waker.drain()
         for handle in ready:
@@ -254,9 +201,9 @@ class ProcessBackend:
                 events += self._collect(found)
         return events
 
-    def _collect(self, worker: _Worker) -> list[Any]:
+    def _collect(self, worker: _Worker) -> list[Record]:
         """What ``worker`` reported; a crash if it died without an outcome."""
-        events: list[Any] = []
+        events: list[Record] = []
         while True:
             try:
                 if not worker.reader.poll():
@@ -264,7 +211,7 @@ class ProcessBackend:
                 message = worker.reader.recv_bytes()
             except (EOFError, OSError):
                 break
-            if message == _STARTED:
+            if message == STARTED:
                 self._started()
                 continue
             event = pickle.loads(message)

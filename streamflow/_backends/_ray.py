@@ -44,8 +44,9 @@ from .._transport._hub import forget_session, session_actor
 from .._transport._main_classes import MainClasses
 from .._transport._memory import LocalBuffer
 from .._transport._ray import RayEdge
-from .._transport._serialize import PortableError, Reader, dumps, dumps_job
-from . import Job, Outcome
+from .._records import Job, Outcome, PortableError, Record
+from .._transport._serialize import Reader, dumps, dumps_job
+from . import WorkerBackend
 
 __all__ = ["BACKEND", "RayBackend"]
 
@@ -67,7 +68,7 @@ def _run_job(shipped: bytes, events: Any, run: str) -> tuple[bytes, bytes]:
     job = dataclasses.replace(job, stats=local)
     ended: list[bytes] = []
 
-    def report(event: Any) -> None:
+    def report(event: Record) -> None:
         data = dumps(event, Reader.CALLER)  # fails here, where the runtime handles it
         if isinstance(event, Outcome):
             ended.append(data)
@@ -115,11 +116,9 @@ RunJob: Any = _remote(num_cpus=0, max_retries=0)(_run_job)  # a crash is the run
 EventActor: Any = _remote(num_cpus=0)(_Events)
 
 
-class RayBackend:
-    runs_in_caller = False
+class RayBackend(WorkerBackend):
     stops_calls = True  # tasks run on their worker process's main thread
     shares_memory = False  # workers may be on other machines
-    start_methods: tuple[str, ...] = ()  # what ``start_method`` may name
     # The default ``packets_in_flight`` for each worker of a stage: a hop through the hub is a
     # round trip of milliseconds, so an edge moves at most its packets in flight a round trip.
     packets_per_worker = 64
@@ -138,7 +137,7 @@ class RayBackend:
         self._released = False
 
     def edge(self, link: Link) -> RayEdge:
-        fresh = link.consumer is not None
+        fresh = link.reader is not None
         if fresh and self._shipped is None:
             self._shipped = MainClasses.collect()
         return RayEdge(
@@ -164,7 +163,7 @@ class RayBackend:
         task = RunJob.options(**_resources(job.node)).remote(dumps_job(job), self._events, self._run)
         self._tasks[task] = job
 
-    def wait(self, timeout: float | None) -> list[Any]:
+    def wait(self, timeout: float | None) -> list[Record]:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             outcomes = self._collect()
@@ -174,7 +173,7 @@ class RayBackend:
             if deadline is not None and time.monotonic() >= deadline:
                 return []
 
-    def _collect(self) -> list[Any]:
+    def _collect(self) -> list[Record]:
         """Events reported so far, then the outcomes of the workers that ended."""
         if not self._tasks:
             time.sleep(_POLL)  # only caller threads are left: the engine asks them
@@ -183,14 +182,14 @@ class RayBackend:
         # What the ended workers reported is all in the events actor by now
         # (they synced with it before returning): take it before their ends,
         # so that their final counters are the last written.
-        events = []
+        events: list[Record] = []
         for kind, row_index, data in ray.get(self._events.drain.remote(self._run)):
             if kind == _ROW:
                 if self._memory is not None:
                     _copy_row(self._memory, row_index, data)
             else:
                 events.append(pickle.loads(data))
-        outcomes = []
+        outcomes: list[Record] = []
         for task in ready:
             job = self._tasks.pop(task)
             try:

@@ -23,18 +23,15 @@ from .._plan import Link, Plan
 from .._transport._local import LocalEdge
 from .._transport._memory import LocalBuffer
 from .._transport._sem import Semaphore
-from . import Job
-from ._thread_workers import ThreadWorkers
+from .._records import Job, Record
+from . import ThreadWorkers, WorkerBackend
 
 __all__ = ["BACKEND", "ThreadBackend"]
 
 
-class ThreadBackend:
-    runs_in_caller = False
+class ThreadBackend(WorkerBackend):
     stops_calls = False  # a thread cannot be interrupted in the middle of a call
     shares_memory = True  # threads share the process
-    start_methods: tuple[str, ...] = ()  # what ``start_method`` may name
-    packets_per_worker = 2  # the default ``packets_in_flight`` for each worker of a stage
 
     def __init__(self, plan: Plan, config: RunConfig) -> None:
         self._workers = ThreadWorkers()
@@ -51,7 +48,7 @@ class ThreadBackend:
     def start(self, job: Job) -> None:
         self._workers.start(job)
 
-    def wait(self, timeout: float | None) -> list[Any]:
+    def wait(self, timeout: float | None) -> list[Record]:
         return self._workers.events(timeout)
 
     def wake(self) -> None:

@@ -310,7 +310,7 @@ def serve() -> None:
     """The fork server's main loop (``python -c ... serve()``; argv[1] is its socket's fd)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is the caller's
     sock = socket.socket(fileno=int(sys.argv[1]))
-    import streamflow._backends._process  # noqa: F401 - what every worker runs, imported once here
+    import streamflow._backends._process_worker  # noqa: F401 - what every worker runs, imported once here
 
     imported: dict[str, float] = {}  # file -> mtime, of the user's modules this server imported
     children: dict[int, tuple[int, int]] = {}  # pidfd -> (pid, status fd)

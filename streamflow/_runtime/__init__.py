@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .. import _backends
+from .._backends import WorkerBackend
 from .._errors import OptionError
 from .._options import RunConfig
 from .._plan import Plan, Planned, build_plan
@@ -40,8 +41,8 @@ def start(plan: Plan, config: RunConfig) -> Execution:
         )
     if not backend.stops_calls:
         _reject_timeouts(plan, config.backend)
-    if backend.runs_in_caller:
-        return Chained(plan, config)
+    if not issubclass(backend, WorkerBackend):
+        return Chained(plan, config)  # no workers: the stages run in the caller
     return Supervisor(plan, config, Engine(plan, backend(plan, config), config.shutdown_timeout, config.spin_us))
 
 

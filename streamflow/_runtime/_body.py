@@ -6,7 +6,7 @@ worker, on that worker's device), kept for the whole run, across restarts
 under a failure policy, and closed however the worker ends.  ``call``
 starts the stage on a stream: a generator stage's function as it is, a
 map stage's function once per item.  An async stage runs on the worker's
-event loop (``_async.Loop``), started here and stopped by ``close``.
+event loop (``_loop.Loop``), started here and stopped by ``close``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 from .._plan import Node
 from .._text import short
-from ._async import AsyncInput, Deadline, Loop, Steps
+from ._loop import AsyncInput, Deadline, Loop, Steps
 
 __all__ = ["Body"]
 
@@ -43,7 +43,7 @@ class Body:
     def call(self, stream: Iterator[Any] | None) -> Any:
         """Start the stage on ``stream`` (None for a source): its outputs, or a sink's result.
 
-        An async map stage's outputs come from ``_async.Calls`` instead, built by the worker.
+        An async map stage's outputs come from ``_calls.Calls`` instead, built by the worker.
         """
         node, target, constants, loop = self._node, self._target, self._constants, self.loop
         if loop is not None:

@@ -4,6 +4,10 @@
 
     caller: next() --> last stage --> ... --> first stage (all lazily, one packet at a time)
 
+The chain follows the plan: each node reads the streams of its input links
+and its outputs are the stream of its output link, built in the order of
+the nodes' links, so that a node's inputs exist before it does.
+
 No workers, no edges, no statistics: for debugging and deterministic
 tests.  Each stage runs as its one worker would (``Body``, under its
 failure policy), with ``worker_info()`` naming it and its errors noted with
@@ -19,15 +23,15 @@ from collections.abc import Iterator
 from concurrent.futures import CancelledError
 from typing import Any
 
-from .._failures import Failure, FailureEvent
+from .._failures import Failure
 from .._options import RunConfig
 from .._plan import Node, Plan
-from ._async import Calls
+from .._records import FailureEvent
 from ._body import Body
 from ._current import working_as
+from ._drive import outputs
 from ._failure_log import FailureLog
-from ._policy import Feed, Resilient, each_resilient, name_item
-from ._remote import add_stage_note
+from ._remote import add_stage_note, name_item
 
 __all__ = ["Chained"]
 
@@ -110,12 +114,23 @@ class Chained:
         self._grace = config.shutdown_timeout
         self._bodies: list[Body] = []
         self._halt = _Halt()
-        stream: _Noted | None = None
-        for node in plan.nodes:
-            if node.kind == "sink":
-                break
-            stream = _Noted(iter(self._call(node, stream)), node, stream, self._halt)
-        self._stream = stream
+        self._streams: dict[int, _Noted] = {}  # by link: the outputs of the node that writes it
+        for node in plan.nodes:  # in an order where a node comes after those it reads
+            if node.kind != "sink":
+                stream = self._input(node)
+                (link,) = plan.outputs(node)  # a stage writes one stream
+                self._streams[link.index] = _Noted(iter(self._call(node, stream)), node, stream, self._halt)
+        self._stream: _Noted | None = None
+        for link in plan.caller_links:
+            self._stream = self._streams[link.index]
+
+    def _input(self, node: Node) -> _Noted | None:
+        """The stream ``node`` reads: its one input link's (none for a source)."""
+        streams = [self._streams[link.index] for link in self._plan.inputs(node)]
+        if not streams:
+            return None
+        (stream,) = streams
+        return stream
 
     @property
     def failures(self) -> list[Failure]:
@@ -157,14 +172,12 @@ class Chained:
         return value
 
     def _compute(self) -> tuple[list[Any], BaseException | None]:
-        sink = self._plan.sink
         self._halt.busy = True
         try:
-            if sink is None:
-                for _ in self._stream or ():
-                    pass
-                return [], None
-            return [self._call(sink, self._stream)], None
+            results = [self._call(sink, self._input(sink)) for sink in self._plan.sinks]
+            for _ in self._stream or ():
+                pass
+            return results, None
         except _Failed as failed:
             return [], failed.error
         except Exception as error:  # noqa: BLE001 - kept, raised on every result()
@@ -194,14 +207,9 @@ class Chained:
             with working_as(node, 0):
                 body = Body(node, grace=self._grace)
                 self._bodies.append(body)
-                if stream is not None and body.loop is not None and node.per_item:
-                    function, constants = body.per_item()
-                    return Calls(node, 0, function, dict(constants), stream, body.loop, self._record, _uncounted)
-                if stream is not None and node.kind == "processor" and node.options.has_policy:
-                    if node.per_item:
-                        return each_resilient(node, 0, body, stream, None, self._record, _uncounted)
-                    return Resilient(node, 0, body, Feed(stream, None), self._record, _uncounted)
-                return body.call(stream)
+                if node.kind == "sink":
+                    return body.call(stream)
+                return outputs(node, 0, body, stream, self._record, _uncounted)
         except _Failed:
             raise
         except BaseException as exc:

@@ -21,14 +21,13 @@ from __future__ import annotations
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any
 
-from .._backends import Backend, Job, Memory
-from .._backends._thread_workers import ThreadWorkers
-from .._plan import Node, Plan
+from .._backends import ThreadWorkers, WorkerBackend
+from .._plan import Link, Node, Plan
+from .._records import End, Job, Memory, Record
 from .._stats import StatsTable
 from .._transport import Edge, Held, Receiver
-from ._order import Order, OrderedEdge, Turnstile, window_for
+from .._transport._turnstile import Order, OrderedEdge, Turnstile, window_for
 from ._relay import caller_settings
 from ._signals import check_interrupt
 from ._worker import run_job
@@ -39,24 +38,25 @@ __all__ = ["Engine"]
 class Engine:
     """A plan's edges, statistics and workers on one backend."""
 
-    def __init__(self, plan: Plan, backend: Backend, grace: float = 5.0, spin: float | None = None) -> None:
+    def __init__(self, plan: Plan, backend: WorkerBackend, grace: float = 5.0, spin: float | None = None) -> None:
         """``grace``: the run's ``shutdown_timeout``, for the workers' own clean-up; ``spin``: its
         ``spin_us``, for ordered stages' waits (None: ``STREAMFLOW_SPIN_US`` or the default)."""
         self._plan = plan
         self._grace = grace
         self._backend = backend
-        self._edges: list[Edge] = []
+        self._edges: dict[int, Edge] = {}  # by link
         self._memory: Memory | None = None
         self._turnstiles: dict[int, Order] = {}
         self._released = False
         names = plan.stat_names()
         try:
             for link in plan.links:
-                self._edges.append(backend.edge(link))
+                self._edges[link.index] = backend.edge(link)
             self._memory = backend.memory(StatsTable.size(names), "the run's statistics")
             for node in plan.nodes:
                 if node.options.keeps_order:
-                    self._turnstiles[node.index] = _turnstile(node, backend, self._edges[node.inputs[0]], spin)
+                    (link,) = plan.inputs(node)  # an ordered stage reads one stream
+                    self._turnstiles[node.index] = _turnstile(node, backend, self._edges[link.index], spin)
         except BaseException:
             self.release()
             raise
@@ -64,8 +64,11 @@ class Engine:
         # Not backend.wake itself: the engine must not keep itself alive through its threads.
         self._callers = ThreadWorkers(finished=_waker(backend))
         self._jobs: dict[tuple[int, int], Job] = {}
-        output = plan.output
-        self.output: Receiver | None = None if output is None else self._edges[output.index].receiver(0)
+        # The caller reads an open flow's output, as one consumer of it.
+        readers = [self._edges[link.index].receiver(0) for link in plan.caller_links]
+        self.output: Receiver | None = None
+        if readers:
+            (self.output,) = readers
 
     def launch(self) -> None:
         """Start every worker of every node; stops early on a held-back Ctrl-C."""
@@ -76,8 +79,8 @@ class Engine:
                 job = Job(
                     node=node,
                     worker=worker,
-                    inputs=tuple(self._edges[i] for i in node.inputs),
-                    outputs=tuple(self._edges[i] for i in node.outputs),
+                    inputs=tuple(End(self._edges[link.index], worker) for link in self._plan.inputs(node)),
+                    outputs=tuple(self._ends(link, node, worker) for link in self._plan.outputs(node)),
                     stats=self._memory,
                     row=self.stats.index(node.index, worker),
                     main=run_job,
@@ -89,31 +92,37 @@ class Engine:
                 check_interrupt()
                 (self._callers if node.in_caller else self._backend).start(job)
 
+    def _ends(self, link: Link, node: Node, worker: int) -> End:
+        return End(self._edges[link.index], self._plan.endpoint(link, node, worker))
+
     def replaceable(self, node: int) -> bool:
         """Whether a dead worker of ``node`` can be replaced: every edge it uses can be taken over."""
         job = self._jobs[node, 0]
-        stage = self._plan.nodes[node]
+        stage = self._plan.node(node)
         if stage.in_caller or job.order is not None:
             return False  # an ordered stage's turn would wait for the dead worker's input forever
         if stage.is_async and stage.options.concurrency > 1:
             return False  # the inputs of its calls in flight are gone with it; one alone is retried
-        return all(edge.recoverable for edge in job.inputs + job.outputs)
+        return all(end.edge.recoverable for end in job.inputs + job.outputs)
 
     def held(self, node: int, worker: int) -> Held | None:
         """The input packet a dead worker held, if any."""
-        job = self._jobs[node, worker]
-        return job.inputs[0].held(worker) if job.inputs else None
+        for end in self._jobs[node, worker].inputs:
+            held = end.edge.held(end.endpoint)
+            if held is not None:
+                return held
+        return None
 
     def replace(self, node: int, worker: int, *, again: int = 0) -> None:
         """Start a new worker in place of a dead one; ``again``: attempts so far at its held packet,
         which it takes first (0: the packet is freed; -1: it was skipped, and is freed)."""
         job = self._jobs[node, worker]
-        if job.inputs:
-            job.inputs[0].again(worker, again)
+        for end in job.inputs:
+            end.edge.again(end.endpoint, again)
         self._backend.start(job)
 
-    def wait(self, timeout: float | None) -> list[Any]:
-        """What workers reported within ``timeout`` seconds (events, then ``Outcome``s)."""
+    def wait(self, timeout: float | None) -> list[Record]:
+        """What workers reported within ``timeout`` seconds (their records, then ``Outcome``s)."""
         return self._backend.wait(timeout) + self._callers.events()
 
     def wake(self) -> None:
@@ -125,12 +134,12 @@ class Engine:
 
     def progress(self) -> int:
         """A number that changes whenever a packet moves."""
-        return 0 if self._released else sum(edge.moved() for edge in self._edges)
+        return 0 if self._released else sum(edge.moved() for edge in self._edges.values())
 
     def abort(self) -> None:
         """Wake every worker blocked on an edge with ``Aborted``."""
         if not self._released:
-            for edge in self._edges:
+            for edge in self._edges.values():
                 edge.abort()
             for turnstile in self._turnstiles.values():
                 turnstile.abort()
@@ -146,7 +155,7 @@ class Engine:
         if self._released:
             return
         self._released = True
-        for edge in self._edges:
+        for edge in self._edges.values():
             edge.close()
         for turnstile in self._turnstiles.values():
             turnstile.close()
@@ -157,12 +166,13 @@ class Engine:
         self._backend.release()
 
 
-def _turnstile(node: Node, backend: Backend, edge: Edge, spin: float | None) -> Order:
+def _turnstile(node: Node, backend: WorkerBackend, edge: Edge, spin: float | None) -> Order:
     """The shared order of an ordered node's inputs, in memory and semaphores of ``backend``,
     or kept by its input ``edge`` where workers share no memory (Ray)."""
     if not backend.shares_memory:
         assert isinstance(edge, OrderedEdge), "a backend without shared memory keeps order in its edges"
-        return edge.turnstile()
+        turnstile: Order = edge.turnstile()
+        return turnstile
     assert node.options.packets_in_flight is not None
     window = window_for(node.workers, node.options.packets_in_flight)
     # An async map worker waits in two threads: its input's, and its own for the turn.
@@ -172,7 +182,7 @@ def _turnstile(node: Node, backend: Backend, edge: Edge, spin: float | None) -> 
     return Turnstile(waiters, window, memory, backend.semaphore, spin)
 
 
-def _waker(backend: Backend) -> Callable[[], None]:
+def _waker(backend: WorkerBackend) -> Callable[[], None]:
     ref = weakref.ref(backend)
 
     def wake() -> None:

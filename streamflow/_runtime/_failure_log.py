@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from .._errors import TooManyFailures
-from .._failures import Failure, FailureEvent, summary
+from .._failures import Failure, summary
 from .._plan import Plan
+from .._records import FailureEvent
 from ._remote import arrived
 
 __all__ = ["FailureLog"]
@@ -20,7 +21,7 @@ class FailureLog:
 
     def add(self, event: FailureEvent) -> None:
         """Keep ``event`` as a ``Failure``; raises ``TooManyFailures`` past ``max_failures``."""
-        node = self._plan.nodes[event.node]
+        node = self._plan.node(event.node)
         error = arrived(event.error, node.name, event.worker, node.workers)
         failure = Failure(node.name, event.worker, event.item, error, event.error.text, event.attempts)
         self.failures.append(failure)

@@ -28,8 +28,10 @@ deadline, ``OVERRUN_GRACE`` seconds later, to the worker's stats row, and
 the supervisor ends a worker still running past it; it is replaced like
 any that dies (``crash_error`` tells the two apart by that deadline).
 
-A worker that dies under a policy that retries or skips is replaced by the
-supervisor; the item it held is settled there (``Held``, ``crash_error``).
+Whether a failed item is retried, skipped or raised is ``_decide``'s, the
+one rule that every path follows.  A worker that dies under a policy that
+retries or skips is replaced by the supervisor; the item it held is
+settled there (``Held``, ``crash_error``).
 """
 
 from __future__ import annotations
@@ -40,63 +42,21 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from .._backends import Outcome
-from .._errors import ItemTimeout, OptionError, WorkerCrashed
-from .._failures import FailureEvent
+from .._errors import ItemTimeout, OptionError
 from .._plan import Node
+from .._records import FailureEvent, PortableError
 from .._stats import OVERRUN_AT
-from .._text import short
-from .._transport._serialize import PortableError
+from ._decide import decide
 
 if TYPE_CHECKING:
     from ._body import Body
 
-__all__ = [
-    "OVERRUN_GRACE", "Alarm", "Feed", "Resilient", "alarm_for", "crash_error", "each_resilient", "name_held", "name_item",
-]
+__all__ = ["OVERRUN_GRACE", "Alarm", "Count", "Feed", "Record", "Resilient", "alarm_for", "each_resilient"]
 
 OVERRUN_GRACE = 1.0  # seconds past ``timeout`` before a worker stuck in native code is ended
 
-Record = Callable[[FailureEvent], None]
-
-
-def name_item(error: BaseException, position: int, item: Any) -> None:
-    """Note on ``error`` the last item its worker received: the one to look at first."""
-    _add_note(error, f"the last item this worker received was its #{position}: {short(item, 80)}")
-
-
-_HELD = "its worker held as it died"
-
-
-def name_held(error: BaseException, item: Any, of: int = 1) -> None:
-    """Note on ``error`` (a crash) the item its worker held as it died, once; ``of`` > 1: ``item``
-    lists the items it held, one of which it was working on."""
-    if any(_HELD in str(note) for note in getattr(error, "__notes__", ())):
-        return
-    if of == 1:
-        _add_note(error, f"the item {_HELD}: {short(item, 80)}")
-    else:
-        _add_note(error, f"one of the {of} items its worker held as it died: {short(item, 80)}")
-
-
-def crash_error(outcome: Outcome, node: Node, row: Any) -> Exception:
-    """What ended a dead worker: ``ItemTimeout`` if it overran its deadline, else its ``WorkerCrashed``."""
-    overrun_at = row[OVERRUN_AT]
-    if overrun_at and time.perf_counter() >= overrun_at:
-        return ItemTimeout(
-            f"an item of stage '{node.name}' took longer than timeout={node.options.timeout:g} s in "
-            f"code that could not be interrupted (native code?); its worker was ended"
-        )
-    assert outcome.error is not None
-    error = outcome.error.unwrap()
-    return error if isinstance(error, Exception) else WorkerCrashed(str(error))
-
-
-def _add_note(error: BaseException, note: str) -> None:
-    if hasattr(error, "add_note"):
-        error.add_note(note)
-    else:  # Python 3.10
-        error.__notes__ = [*getattr(error, "__notes__", []), note]  # type: ignore[attr-defined]
+Record = Callable[[FailureEvent], None]  # reports a skipped item to the caller
+Count = Callable[[str, int], None]  # count("retries" | "skips" | "timeouts", times)
 
 
 class Feed:
@@ -147,8 +107,7 @@ class Feed:
 
 
 def each_resilient(
-    node: Node, worker: int, body: Body, items: Iterator[Any], alarm: Alarm | None, record: Record,
-    count: Callable[[str], None],
+    node: Node, worker: int, body: Body, items: Iterator[Any], alarm: Alarm | None, record: Record, count: Count
 ) -> Iterator[Any]:
     """A map stage's outputs under ``node``'s failure policy: each call tried, retried or skipped."""
     function, constants = body.per_item()
@@ -166,16 +125,17 @@ def each_resilient(
                     if alarm is not None:
                         alarm.stop()
             except Exception as error:  # noqa: BLE001 - the policy decides
-                if isinstance(error, ItemTimeout):
-                    count("timeouts")
-                if isinstance(error, options.retry_on) and attempts <= options.retries:
-                    count("retries")
-                    time.sleep(options.retry_delay * 2 ** (attempts - 1))
+                decision = decide(error, attempts, options)
+                if decision.timed_out:
+                    count("timeouts", 1)
+                if decision.action == "retry":
+                    count("retries", 1)
+                    time.sleep(decision.delay)
                     attempts += 1
                     continue
-                if options.on_error != "skip":
+                if decision.action == "raise":
                     raise
-                count("skips")
+                count("skips", 1)
                 record(FailureEvent(node.index, worker, item, PortableError(error), attempts))
                 break
             yield output
@@ -194,9 +154,9 @@ class Resilient:
         body: Body,
         feed: Feed,
         record: Record,
-        count: Callable[[str], None],
+        count: Count,
     ) -> None:
-        """``record`` reports a skipped item; ``count("retries" | "skips" | "timeouts")`` counts."""
+        """``record`` reports a skipped item; ``count`` counts what the policy did."""
         self._node = node
         self._worker = worker
         self._body = body
@@ -227,18 +187,19 @@ class Resilient:
 
     def _failed(self, error: Exception) -> None:
         """Retry, skip or raise ``error``; after a retry or a skip, call the function again."""
-        feed, options = self._feed, self._node.options
+        feed = self._feed
         _close(self._outputs)
-        if isinstance(error, ItemTimeout):
-            self._count("timeouts")
+        decision = decide(error, feed.attempts, self._node.options)
+        if decision.timed_out:
+            self._count("timeouts", 1)
         if feed.position == 0 or not (feed.taken or feed.again):
             raise error  # not an item's failure: the function fails without input
-        if isinstance(error, options.retry_on) and feed.attempts <= options.retries:
-            self._count("retries")
-            time.sleep(options.retry_delay * 2 ** (feed.attempts - 1))
+        if decision.action == "retry":
+            self._count("retries", 1)
+            time.sleep(decision.delay)
             feed.put_back()
-        elif options.on_error == "skip":
-            self._count("skips")
+        elif decision.action == "skip":
+            self._count("skips", 1)
             self._record(
                 FailureEvent(self._node.index, self._worker, feed.item, PortableError(error), feed.attempts)
             )

@@ -20,48 +20,14 @@ other record of a process that imported streamflow carries them as None.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import os
-import socket
 import warnings
-from collections.abc import Callable
 from typing import Any, TextIO
 
+from .._records import CallerSettings, LogRecordEvent, Report, WarningEvent, this_process
 from ._current import worker_info
 
-__all__ = ["CallerSettings", "LogRecordEvent", "WarningEvent", "caller_settings", "relay_to", "replay"]
-
-
-@dataclasses.dataclass(frozen=True)
-class CallerSettings:
-    """What workers take from the caller's process when a run starts."""
-
-    process: tuple[str, int]  # (host, pid) of the caller
-    levels: dict[str, int]  # logger name ("" for the root) -> level set in the caller
-    disabled: int  # logging.disable()'s level
-    filters: list[Any]  # warnings.filters
-
-    def here(self) -> bool:
-        """Whether this code runs in the caller's process."""
-        return self.process == _process()
-
-
-@dataclasses.dataclass(frozen=True)
-class LogRecordEvent:
-    record: dict[str, Any]  # a LogRecord's attributes, its message formatted
-
-
-@dataclasses.dataclass(frozen=True)
-class WarningEvent:
-    message: str
-    category: type[Warning]
-    filename: str
-    lineno: int
-
-
-def _process() -> tuple[str, int]:
-    return socket.gethostname(), os.getpid()
+__all__ = ["caller_settings", "relay_to", "replay"]
 
 
 def caller_settings() -> CallerSettings:
@@ -71,7 +37,7 @@ def caller_settings() -> CallerSettings:
     for name, logger in list(manager.loggerDict.items()):
         if isinstance(logger, logging.Logger) and logger.level != logging.NOTSET:
             levels[name] = logger.level
-    return CallerSettings(_process(), levels, manager.disable, list(warnings.filters))
+    return CallerSettings(this_process(), levels, manager.disable, list(warnings.filters))
 
 
 # -- in the worker ------------------------------------------------------------------
@@ -80,7 +46,7 @@ def caller_settings() -> CallerSettings:
 class _Forward(logging.Handler):
     """Sends every record it is given to the caller."""
 
-    def __init__(self, report: Callable[[Any], None]) -> None:
+    def __init__(self, report: Report) -> None:
         super().__init__()
         self._report = report
 
@@ -105,7 +71,7 @@ def _portable(record: logging.LogRecord) -> dict[str, Any]:
     return attributes
 
 
-def relay_to(settings: CallerSettings, report: Callable[[Any], None]) -> None:
+def relay_to(settings: CallerSettings, report: Report) -> None:
     """Send this worker process's log records and warnings to the caller, as it configured them.
 
     A process that runs workers one after the other (Ray's) relays each to

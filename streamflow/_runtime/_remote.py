@@ -1,11 +1,13 @@
-"""Errors from workers, made to read like local ones in the caller.
+"""Errors from workers, made to read like local ones in the caller, and the notes they carry.
 
 An error that crossed a process boundary lost its traceback; it comes back
 with a ``RemoteTraceback`` as its ``__cause__``, whose own traceback is the
 worker's frames rebuilt in the caller: the caller's traceback display
 (Python's, IPython's) shows them with their source lines, read where the
 caller can read them (the user's script, a notebook cell).  Every error
-gets a note naming the stage and worker that raised it.
+gets a note naming the stage and worker that raised it, and where known
+the item: the last one its worker received (``name_item``), or the one it
+held as it died (``name_held``).
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ import types
 from collections.abc import Sequence
 from typing import Any
 
-from .._transport._serialize import PortableError
+from .._records import PortableError
+from .._text import short
 
-__all__ = ["RemoteTraceback", "add_stage_note", "arrived"]
+__all__ = ["RemoteTraceback", "add_stage_note", "arrived", "name_held", "name_item"]
 
 _NOTE = "raised in stage"
 
@@ -77,14 +80,39 @@ def _link(later: BaseException, earlier: BaseException, how: str) -> None:
 
 def add_stage_note(error: BaseException, stage: str, worker: int, workers: int) -> None:
     """Add ``raised in stage 'x' (worker i of n)`` to ``error``'s notes, once."""
-    notes = getattr(error, "__notes__", None)
-    if notes is not None and any(str(n).startswith(_NOTE) for n in notes):
+    if not _noted(error, _NOTE):
+        _add_note(error, f"{_NOTE} '{stage}' (worker {worker + 1} of {workers})")
+
+
+def name_item(error: BaseException, position: int, item: Any) -> None:
+    """Note on ``error`` the last item its worker received: the one to look at first."""
+    _add_note(error, f"the last item this worker received was its #{position}: {short(item, 80)}")
+
+
+_HELD = "its worker held as it died"
+
+
+def name_held(error: BaseException, item: Any, of: int = 1) -> None:
+    """Note on ``error`` (a crash) the item its worker held as it died, once; ``of`` > 1: ``item``
+    lists the items it held, one of which it was working on."""
+    if _noted(error, _HELD, anywhere=True):
         return
-    note = f"{_NOTE} '{stage}' (worker {worker + 1} of {workers})"
+    if of == 1:
+        _add_note(error, f"the item {_HELD}: {short(item, 80)}")
+    else:
+        _add_note(error, f"one of the {of} items {_HELD}: {short(item, 80)}")
+
+
+def _noted(error: BaseException, text: str, anywhere: bool = False) -> bool:
+    notes = getattr(error, "__notes__", ())
+    return any((text in str(note)) if anywhere else str(note).startswith(text) for note in notes)
+
+
+def _add_note(error: BaseException, note: str) -> None:
     if hasattr(error, "add_note"):
         error.add_note(note)
     else:  # Python 3.10
-        error.__notes__ = [*(notes or []), note]  # type: ignore[attr-defined]
+        error.__notes__ = [*getattr(error, "__notes__", []), note]  # type: ignore[attr-defined]
 
 
 class _Here(Exception):

@@ -21,19 +21,18 @@ from collections.abc import Iterator
 from concurrent.futures import CancelledError
 from typing import Any, Protocol
 
-from .._backends import Outcome
-from .._errors import InactivityError, ItemTimeout, TooManyFailures
-from .._failures import Failure, FailureEvent
+from .._errors import InactivityError, TooManyFailures
+from .._failures import Failure
 from .._options import RunConfig
 from .._plan import Node, Plan
+from .._records import FailureEvent, LogRecordEvent, Outcome, PortableError, WarningEvent
 from .._stats import OVERRUN_AT, REPLACED, RETRIES, SKIPS, TIMEOUTS, StatsTable
-from .._transport._serialize import PortableError
 from .._transport import Aborted
+from ._decide import crash_error, decide
 from ._engine import Engine
 from ._failure_log import FailureLog
-from ._policy import crash_error, name_held
-from ._relay import LogRecordEvent, WarningEvent, replay
-from ._remote import arrived
+from ._relay import replay
+from ._remote import arrived, name_held
 from ._signals import run_ended, run_started
 
 __all__ = ["Execution", "Supervisor"]
@@ -151,8 +150,8 @@ class Supervisor:
         self._finish()
         if self._cancelled:
             raise CancelledError("the run was cancelled before it ended")
-        sink = self._plan.sink
-        return [self._results.get(w) for w in range(sink.workers)] if sink else []
+        sinks = self._plan.sinks
+        return [self._results.get(w) for sink in sinks for w in range(sink.workers)]
 
     def cancel(self) -> None:
         with self._lock:
@@ -204,20 +203,12 @@ class Supervisor:
             if timed:
                 timeout = _OVERRUN_CHECK if timeout is None else min(timeout, _OVERRUN_CHECK)
                 self._end_overruns(timed)
-            for event in engine.wait(timeout):
-                if isinstance(event, Outcome):
-                    self._record(event)
-                elif isinstance(event, FailureEvent):
-                    try:
-                        self._log.add(event)
-                    except TooManyFailures as error:
-                        self._fail(error)
-                elif isinstance(event, (LogRecordEvent, WarningEvent)):
-                    replay(event)
+            for record in engine.wait(timeout):
+                record.deliver(self)
             if limit is None:
                 continue
             now, progress = time.monotonic(), engine.progress()
-            if progress != seen or (self._plan.output is not None and not self._caller_waiting):
+            if progress != seen or (self._plan.caller_links and not self._caller_waiting):
                 # A caller busy with its item is not the flow stalling.
                 seen, since = progress, now
             elif now - since >= limit:
@@ -238,11 +229,22 @@ class Supervisor:
                     self._engine.kill(node.index, worker)
 
     def _running(self) -> str:
-        names = sorted({self._plan.nodes[n].name for n, _ in self._pending})
+        names = sorted({self._plan.node(n).name for n, _ in self._pending})
         return ", ".join(f"'{name}'" for name in names) or "none"
 
-    def _record(self, outcome: Outcome) -> None:
-        node = self._plan.nodes[outcome.node]
+    # -- the records workers report (``_records.Handler``) -------------------------------
+
+    def on_failure(self, failure: FailureEvent) -> None:
+        try:
+            self._log.add(failure)
+        except TooManyFailures as error:
+            self._fail(error)
+
+    def on_log(self, record: LogRecordEvent | WarningEvent) -> None:
+        replay(record)
+
+    def on_outcome(self, outcome: Outcome) -> None:
+        node = self._plan.node(outcome.node)
         if outcome.crashed and node.options.replaces_crashed and self._replaced(outcome):
             return
         self._pending.discard((outcome.node, outcome.worker))
@@ -266,7 +268,7 @@ class Supervisor:
         False when the crash ends the run as it is: not an item's failure (it
         held none), a run already ending, or edges that cannot be taken over.
         """
-        engine, node, worker = self._engine, self._plan.nodes[outcome.node], outcome.worker
+        engine, node, worker = self._engine, self._plan.node(outcome.node), outcome.worker
         if self._error is not None or self._cancelled or not engine.replaceable(node.index):
             return False
         held = engine.held(node.index, worker)
@@ -274,14 +276,14 @@ class Supervisor:
             return False  # it held nothing, or died again before it took another item
         row = engine.stats.row(node.index, worker)
         error = crash_error(outcome, node, row)
-        attempts, options = held.attempts + 1, node.options
-        again = 0
-        if isinstance(error, ItemTimeout):
+        attempts = held.attempts + 1
+        decision = decide(error, attempts, node.options)
+        if decision.timed_out:
             row[TIMEOUTS] += 1
-        if isinstance(error, options.retry_on) and attempts <= options.retries:
+        if decision.action == "retry":  # the new worker waits for nothing: starting it takes longer
             row[RETRIES] += 1
             again = attempts
-        elif options.on_error == "skip":
+        elif decision.action == "skip":
             row[SKIPS] += 1
             again = -1
             try:
@@ -290,7 +292,7 @@ class Supervisor:
                 self._fail(too_many)
                 return False
         else:
-            name_held(error, held.item)
+            name_held(error, held.item, held.of)
             self._pending.discard((node.index, worker))
             self._fail(arrived(PortableError(error), node.name, worker, node.workers))
             return True

@@ -2,18 +2,20 @@
 
 ::
 
-    input edge --receiver--> Counted stream --> stage function --> pump --sender--> output edge
-                                                                 (reserve, resume, send)
+    input ends --receiver--> Counted stream --> stage (``_drive.outputs``) --> pump --sender--> output ends
+                                                                              (reserve, resume, send)
 
 ``run_job`` is the whole life of a worker on every backend: call the
 stage's function on its input stream with its constants (``Body``), and
 for each packet first reserve a slot on the output edge, then resume the
 generator to build the packet (this is what makes a ``yield`` block until
 there is room), then send it.  A sink's return value is the worker's
-result.  Under a failure policy the outputs come through ``Resilient``
-(``_policy``); an async stage's come from its worker's event loop, an
-async map stage's as its calls finish (``_async.Calls``).  It reports one
-``Outcome`` and never raises.
+result.  How the outputs come (under a failure policy, from an async
+stage's event loop, as an async map stage's calls finish) is
+``_drive``'s choice, the same one the inline chain makes.  The worker's
+ends are the ones the plan gives its node (``Job.inputs``, ``Job.outputs``):
+a stage reads one stream and writes one.  It reports one ``Outcome`` and
+never raises.
 """
 
 from __future__ import annotations
@@ -22,20 +24,19 @@ from collections.abc import Callable, Iterator
 from time import perf_counter
 from typing import Any
 
-from .._backends import Job, Outcome, Report
-from .._failures import FailureEvent
 from .._errors import UnpicklableMessage, WorkerCrashed
 from .._plan import Node
+from .._records import FailureEvent, Job, Outcome, PortableError, Report
 from .._stats import ENDED, STARTED, StatsTable
 from .._transport import Aborted, DownstreamClosed, Receiver, Sender, Stop, carry
-from .._transport._serialize import PortableError
-from ._async import Calls
 from ._body import Body
 from ._counters import Counters, counting
 from ._current import working_as
+from ._drive import outputs
 from ._order import InOrder, Numbered, in_order
-from ._policy import Alarm, Feed, Resilient, alarm_for, each_resilient, name_held, name_item
+from ._policy import Alarm, alarm_for
 from ._relay import relay_to
+from ._remote import name_held, name_item
 
 __all__ = ["run_job"]
 
@@ -54,8 +55,8 @@ def run_job(job: Job, report: Report) -> None:
     if not row[STARTED]:  # a worker that replaces a dead one keeps its row's start
         row[STARTED] = perf_counter()
     counters = Counters(row)
-    calls = node.is_async and node.per_item  # several inputs in flight at once (``_async.Calls``)
-    receiver = job.inputs[0].receiver(worker) if job.inputs else None
+    calls = node.is_async and node.per_item  # several inputs in flight at once (``_calls.Calls``)
+    receiver = _receiver(job)
     if receiver is not None:
         receiver.clock = counters.input  # it times the waits that block
     order: InOrder | Numbered | None = None
@@ -64,10 +65,10 @@ def run_job(job: Job, report: Report) -> None:
     stream = None if receiver is None else _Counted(order or receiver, counters)
     body: Body | None = None
     alarm: Alarm | None = None
-    edges = job.inputs + job.outputs
+    ends = job.inputs + job.outputs
     try:
         with counting(counters), working_as(node, worker):
-            sender = job.outputs[0].sender(worker) if job.outputs else None
+            sender = _sender(job)
             if sender is not None:
                 sender.clock = counters.output
             if sender is not None and receiver is not None:
@@ -75,16 +76,14 @@ def run_job(job: Job, report: Report) -> None:
             send = None  # ``sender.send``, or an ordered stage's, whose outputs wait for their turn
             if isinstance(order, InOrder) and sender is not None:
                 send = order.sending(sender.send, node.per_item)
-            body = Body(node, worker, lambda: any(edge.aborted() for edge in edges), job.grace)
+            body = Body(node, worker, lambda: any(end.edge.aborted() for end in ends), job.grace)
             if sender is None:
                 outcome.result = body.call(stream)  # a sink has run to completion
-            elif stream is not None and calls:
-                _pump(_calls(job, body, stream, order, counters, report), sender, counters)  # ``Calls`` gates
-            elif stream is not None and node.options.has_policy:
-                alarm = alarm_for(node, counters.row)
-                _pump(_resilient(job, body, stream, alarm, counters, report), sender, counters, send)
             else:
-                _pump(iter(body.call(stream)), sender, counters, send)
+                if stream is not None and node.options.has_policy and not calls:
+                    alarm = alarm_for(node, counters.row)
+                record = _recorder(report)
+                _pump(outputs(node, worker, body, stream, record, _counter(counters), alarm, order), sender, counters, send)
             ending, body = body, None
             ending.close()  # its errors are the worker's: the stream is done
         if stream is not None:
@@ -116,32 +115,31 @@ def run_job(job: Job, report: Report) -> None:
     _deliver(outcome, node, report)
 
 
-def _resilient(
-    job: Job, body: Body, stream: _Counted, alarm: Alarm | None, counters: Counters, report: Report
-) -> Iterator[Any]:
-    """``body``'s outputs under its node's failure policy, failures reported to the caller."""
-
-    def count(what: str) -> None:
-        setattr(counters, what, getattr(counters, what) + 1)
-
-    record = _recorder(report)
-    if job.node.per_item:
-        return each_resilient(job.node, job.worker, body, stream, alarm, record, count)
-    return Resilient(job.node, job.worker, body, Feed(stream, alarm), record, count)
+def _receiver(job: Job) -> Receiver | None:
+    """The worker's input: its end of the node's one input link (none for a source)."""
+    receivers = [end.edge.receiver(end.endpoint) for end in job.inputs]
+    if not receivers:
+        return None
+    (receiver,) = receivers
+    return receiver
 
 
-def _calls(
-    job: Job, body: Body, stream: _Counted, order: InOrder | Numbered | None, counters: Counters, report: Report
-) -> Iterator[Any]:
-    """An async map stage's outputs: its calls in flight on the worker's loop."""
+def _sender(job: Job) -> Sender | None:
+    """The worker's output: its end of the node's one output link (none for a sink)."""
+    senders = [end.edge.sender(end.endpoint) for end in job.outputs]
+    if not senders:
+        return None
+    (sender,) = senders
+    return sender
 
-    def count(what: str, times: int) -> None:
+
+def _counter(counters: Counters) -> Callable[[str, int], None]:
+    """Count what a failure policy did into the worker's counters."""
+
+    def count(what: str, times: int = 1) -> None:
         setattr(counters, what, getattr(counters, what) + times)
 
-    assert body.loop is not None
-    function, constants = body.per_item()
-    assert not isinstance(order, InOrder)  # one turn a call, not one a worker
-    return Calls(job.node, job.worker, function, dict(constants), stream, body.loop, _recorder(report), count, order)
+    return count
 
 
 def _recorder(report: Report) -> Callable[[FailureEvent], None]:

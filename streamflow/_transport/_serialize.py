@@ -36,7 +36,6 @@ import mmap
 import pickle
 import struct
 import sys
-import traceback
 import types
 from collections import ChainMap
 from collections.abc import Callable
@@ -45,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 
-from .._errors import StageError, UnpicklableMessage
+from .._errors import UnpicklableMessage
 
 if TYPE_CHECKING:
     from ._main_classes import MainClasses
@@ -53,7 +52,6 @@ if TYPE_CHECKING:
 __all__ = [
     "HEAD",
     "Packed",
-    "PortableError",
     "Reader",
     "by_value",
     "dumps",
@@ -317,107 +315,3 @@ def read(slot: memoryview, copy: bool) -> Any:
         buffers.append(_private_copy(view) if copy else view)
         offset += length
     return pickle.loads(main, buffers=buffers)
-
-
-# -- exceptions -------------------------------------------------------------------------
-
-
-Frames = list[tuple[str, int, str]]  # (file, line, function), outermost call first
-
-
-class PortableError:
-    """An exception on its way to the caller, with what is known of it.
-
-    Pickled, it carries the exception pickled for the caller on its own, so
-    that an exception that cannot travel still leaves its type name,
-    message, frames and traceback text; ``unwrap()`` in the caller gives the
-    exception back, or a ``StageError`` that says why it could not.
-    Unpickled nowhere (threads), it is the exception itself.
-    """
-
-    __slots__ = ("error", "data", "type_name", "message", "chain", "text", "why")
-
-    data: bytes | None  # the exception pickled for the caller, once it crossed
-    type_name: str
-    message: str
-    # The exception, then what it was raised from or while handling, each as
-    # (type name, message, frames, how it led to the one before: "cause" or "context").
-    chain: list[tuple[str, str, Frames, str]]
-    text: str  # its traceback as formatted where it was raised
-    why: str  # why ``data`` is None, if it is
-
-    def __init__(self, error: BaseException | None, **known: Any) -> None:
-        self.error = error
-        if error is not None:
-            known = {
-                "data": None,
-                "type_name": type(error).__qualname__,
-                "message": str(error),
-                "chain": _chain(error),
-                "text": "".join(traceback.format_exception(type(error), error, error.__traceback__)),
-                "why": "",
-            }
-        for name, value in known.items():
-            setattr(self, name, value)
-
-    @property
-    def frames(self) -> Frames:
-        """Where the exception was raised: its traceback's frames."""
-        return self.chain[0][2]
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        data, why = (None, "") if self.error is not None else (self.data, self.why)
-        if self.error is not None:
-            try:
-                data = dumps(self.error, Reader.CALLER)
-            except Exception as exc:  # noqa: BLE001 - described instead
-                why = f"it cannot be pickled: {exc}"
-        known = {
-            "data": data,
-            "type_name": self.type_name,
-            "message": self.message,
-            "chain": self.chain,
-            "text": self.text,
-            "why": why,
-        }
-        return (_portable_error, (known,))
-
-    @property
-    def remote(self) -> bool:
-        """Whether this crossed a process boundary (its traceback did not)."""
-        return self.error is None
-
-    def unwrap(self) -> BaseException:
-        """The exception, or a ``StageError`` with what is known and why it is not itself."""
-        if self.error is not None:
-            return self.error
-        why = self.why
-        if self.data is not None:
-            try:
-                error: BaseException = pickle.loads(self.data)
-                return error
-            except Exception as exc:  # noqa: BLE001 - described instead
-                why = f"it cannot be rebuilt in the caller: {type(exc).__name__}: {exc}"
-        return StageError(f"{self.type_name}: {self.message} ({why})", self.type_name, self.text)
-
-
-def _chain(error: BaseException, most: int = 8) -> list[tuple[str, str, Frames, str]]:
-    chain: list[tuple[str, str, Frames, str]] = []
-    seen: set[int] = set()
-    link = ""
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen and len(chain) < most:
-        seen.add(id(current))
-        frames = [(f.filename, f.lineno or 0, f.name) for f in traceback.extract_tb(current.__traceback__)]
-        chain.append((type(current).__qualname__, str(current), frames, link))
-        if current.__cause__ is not None:
-            current, link = current.__cause__, "cause"
-        elif current.__context__ is not None and not current.__suppress_context__:
-            current, link = current.__context__, "context"
-        else:
-            current = None
-    return chain
-
-
-def _portable_error(known: dict[str, Any]) -> PortableError:
-    return PortableError(None, **known)

@@ -1,4 +1,4 @@
-"""Async stages: each worker runs its stage's coroutines on an event loop of its own.
+"""An async stage's event loop: one a worker, in a thread of its own, and its input's thread.
 
 ::
 
@@ -13,15 +13,10 @@ output comes from an event loop that runs in a thread of its own
 (``Loop``), started with the worker and kept across restarts under a
 failure policy.  The stage's input reaches the loop through
 ``AsyncInput``, whose pulls run on a third thread, so that waiting for
-input never blocks the loop.
-
-An async generator's steps run one at a time, as a generator's do
-(``Steps``).  ``@sf.map`` on an ``async def`` keeps up to ``concurrency``
-calls in flight (``Calls``): it starts a call for each input while fewer
-are held, and hands results to the pump as they finish, in input order
-when the stage is ordered.  A worker holds at most ``concurrency`` inputs
-whose outputs have not left.  Policies apply per call, on the loop: a
-retry awaits its delay, and ``timeout`` cancels the call (``Deadline``).
+input never blocks the loop.  An async generator's steps run one at a
+time, as a generator's do (``Steps``); ``@sf.map`` on an ``async def``
+keeps several calls in flight on the same loop (``_calls``).  ``timeout``
+cancels a step or a call that overruns (``Deadline``).
 
 When the worker stops (its stream ended, an error, downstream closed, a
 cancel), every task on the loop is cancelled and awaited, so ``finally``
@@ -33,7 +28,6 @@ run was aborted: nothing on the edges wakes it there.
 from __future__ import annotations
 
 import asyncio
-import collections
 import concurrent.futures
 import queue
 import threading
@@ -41,20 +35,16 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 from .._errors import ItemTimeout
-from .._failures import FailureEvent
 from .._plan import Node
 from .._transport import Aborted, Quiet
-from .._transport._serialize import PortableError
 from ._current import working_as
-from ._order import Numbered
-from ._policy import name_item
 
-__all__ = ["AsyncInput", "Calls", "Deadline", "Loop", "Steps"]
+__all__ = ["END", "AsyncInput", "Deadline", "Loop", "Steps"]
 
 T = TypeVar("T")
 
 _POLL = 0.05  # seconds between checks for an aborted run, while waiting on the loop
-_END: Any = object()  # the input stream ended
+END: Any = object()  # the input stream ended (what ``pull`` gives last)
 
 
 class Loop:
@@ -97,7 +87,7 @@ class Loop:
 
     async def pull(self, stream: Iterator[Any], most: int = 1) -> list[Any]:
         """The next item of ``stream``, and up to ``most - 1`` more that are there already,
-        pulled on the input thread (one hop for all); ``_END`` last at the stream's end."""
+        pulled on the input thread (one hop for all); ``END`` last at the stream's end."""
         return await asyncio.wrap_future(self._pulls.submit(_pull, stream, most))
 
     def close(self, close: Callable[[], Any] | None = None) -> None:
@@ -127,7 +117,7 @@ def _pull(stream: Any, most: int) -> list[Any]:
         while ready is not None and len(items) < most:
             items.append(ready(0))
     except StopIteration:
-        items.append(_END)
+        items.append(END)
     except Quiet:
         pass
     return items
@@ -226,7 +216,7 @@ class AsyncInput:
             deadline.pause()  # waiting for input is not the item's time
             await asyncio.sleep(0)  # a timeout that rang just now lands here, before the pull
         (item,) = await self._loop.pull(self._stream)
-        if item is _END:
+        if item is END:
             raise StopAsyncIteration
         if deadline is not None:
             deadline.renew()
@@ -249,7 +239,7 @@ class Steps:
 
     def __next__(self) -> Any:
         output = self._loop.run(self._step())
-        if output is _END:
+        if output is END:
             raise StopIteration
         return output
 
@@ -259,7 +249,7 @@ class Steps:
                 return await self._outputs.__anext__()
             return await self._deadline.bound(self._outputs.__anext__())
         except StopAsyncIteration:
-            return _END
+            return END
 
     def close(self) -> None:
         """Close the generator (its ``finally`` blocks run), as ``close()`` does a generator's."""
@@ -267,189 +257,3 @@ class Steps:
             self._loop.run(self._outputs.aclose())
         except RuntimeError:  # it was cancelled in the middle of a step: nothing to close
             pass
-
-
-class _Call:
-    """One input of an async map stage, and what came of it."""
-
-    __slots__ = ("item", "position", "seq", "output", "error", "attempts", "retries", "timeouts")
-
-    def __init__(self, item: Any, position: int, seq: int) -> None:
-        self.item = item
-        self.position = position  # in the worker's input, from 1
-        self.seq = seq  # in the stage's input, when it is ordered
-        self.output: Any = None
-        self.error: Exception | None = None
-        self.attempts = 0
-        self.retries = 0
-        self.timeouts = 0
-
-
-class Calls:
-    """An async map stage's outputs for the pump: up to ``concurrency`` calls in flight.
-
-    The loop starts a call for each input while the worker holds fewer than
-    ``concurrency`` inputs whose outputs have not left; this side hands out
-    the finished calls' outputs, in input order if the stage is ordered, and
-    settles their failures as the stage's policy says.  ``order``: the
-    stage's ``Numbered`` input (ordered with several workers), whose turn
-    each output waits for.
-    """
-
-    def __init__(
-        self,
-        node: Node,
-        worker: int,
-        function: Callable[..., Any],
-        constants: dict[str, Any],
-        stream: Iterator[Any],
-        loop: Loop,
-        record: Callable[[FailureEvent], None],
-        count: Callable[[str, int], None],
-        order: Numbered | None = None,
-    ) -> None:
-        self._node = node
-        self._worker = worker
-        self._function = function
-        self._constants = constants
-        self._stream = stream
-        self._loop = loop
-        self._record = record
-        self._count = count
-        self._order = order
-        self._in_order = node.options.ordered
-        self._finished: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._early: dict[int, _Call] = {}  # finished out of turn (ordered)
-        self._expected = 1  # the position whose output leaves next (ordered)
-        self._sent = False  # an input was settled since the last call: free its room
-        self._left = -1  # the seq of the output handed out last, to mark done once it has left
-        self._free = node.options.concurrency  # calls that may start (the loop's to change)
-        self._roomy: asyncio.Event | None = None  # set when ``_free`` grew
-        self._freed: collections.deque[None] = collections.deque()  # rooms freed by this side
-        self._starting = asyncio.run_coroutine_threadsafe(self._start(), loop.loop)
-
-    def __iter__(self) -> Calls:
-        return self
-
-    def __next__(self) -> Any:
-        order = self._order
-        while True:
-            if self._sent:  # the output handed out last has left: its input's room is free
-                self._sent = False
-                freed = self._freed
-                freed.append(None)
-                if len(freed) == 1:  # else the wake-up on its way takes this one too
-                    self._loop.loop.call_soon_threadsafe(self._release)
-                if order is not None and self._left >= 0:
-                    order.done(self._left)
-                    self._left = -1
-            call = self._next_finished()
-            if call is _END:
-                raise StopIteration
-            if call.retries:
-                self._count("retries", call.retries)
-            if call.timeouts:
-                self._count("timeouts", call.timeouts)
-            self._sent = True
-            if call.error is None:
-                if order is not None:
-                    order.gate(call.seq)
-                    self._left = call.seq
-                return call.output
-            if order is not None:
-                order.done(call.seq)
-            if self._node.options.on_error != "skip":
-                error = call.error
-                name_item(error, call.position, call.item)
-                raise error
-            self._count("skips", 1)
-            self._record(
-                FailureEvent(self._node.index, self._worker, call.item, PortableError(call.error), call.attempts)
-            )
-
-    def _next_finished(self) -> Any:
-        if not self._in_order:
-            return self._take()
-        while self._expected not in self._early:
-            call = self._take()
-            if call is _END:
-                return _END
-            self._early[call.position] = call
-        self._expected += 1
-        return self._early.pop(self._expected - 1)
-
-    def _take(self) -> Any:
-        finished = self._loop.take(self._finished)
-        if isinstance(finished, BaseException):
-            raise finished
-        return finished
-
-    def _release(self) -> None:
-        """On the loop: take the rooms freed since the last time."""
-        assert self._roomy is not None
-        freed = self._freed
-        while True:
-            try:
-                freed.popleft()
-            except IndexError:
-                break
-            self._free += 1
-        self._roomy.set()
-
-    async def _start(self) -> None:
-        """Start a call for each input while there is room; ``_END`` once every call has finished.
-
-        Unordered, one pull takes as many inputs as are there and have room:
-        one hop to the input thread for all of them.
-        """
-        self._roomy = roomy = asyncio.Event()
-        calls: set[asyncio.Task[None]] = set()
-        position = 0
-        numbered = self._order
-        try:
-            ended = False
-            while not ended:
-                while self._free == 0:
-                    roomy.clear()
-                    await roomy.wait()
-                for item in await self._loop.pull(self._stream, 1 if numbered else self._free):
-                    if item is _END:
-                        ended = True
-                        break
-                    self._free -= 1
-                    position += 1
-                    call = _Call(item, position, -1 if numbered is None else numbered.seq)
-                    task = asyncio.ensure_future(self._attempt(call))
-                    calls.add(task)
-                    task.add_done_callback(calls.discard)
-            if calls:
-                await asyncio.wait(calls)
-        except BaseException as exc:  # the input failed or was aborted: the worker raises it
-            self._finished.put(exc)
-            raise
-        self._finished.put(_END)
-
-    async def _attempt(self, call: _Call) -> None:
-        """Call the function on ``call``'s item as the policy says, then hand it over."""
-        options = self._node.options
-        deadline = None if options.timeout is None else Deadline(options.timeout)
-        while True:
-            call.attempts += 1
-            try:
-                coroutine = self._function(call.item, **self._constants)
-                call.output = await (coroutine if deadline is None else deadline.bound(coroutine))
-                call.error = None
-                break
-            except Exception as error:  # noqa: BLE001 - the policy decides
-                call.error = error
-                if isinstance(error, ItemTimeout):
-                    call.timeouts += 1
-                if not (isinstance(error, options.retry_on) and call.attempts <= options.retries):
-                    break
-                call.retries += 1
-                await asyncio.sleep(options.retry_delay * 2 ** (call.attempts - 1))
-        self._finished.put(call)  # not when cancelled: the worker is stopping
-
-    def close(self) -> None:
-        """Stop starting calls; the loop's closing cancels the ones in flight."""
-        self._starting.cancel()

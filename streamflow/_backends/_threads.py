@@ -11,13 +11,9 @@ import threading
 import time
 from collections.abc import Callable
 from queue import Empty, SimpleQueue
-from typing import Any
-
-from . import Job
+from .._records import Job, Record
 
 __all__ = ["ThreadWorkers"]
-
-_WAKE = object()
 
 
 class ThreadWorkers:
@@ -26,7 +22,7 @@ class ThreadWorkers:
     def __init__(self, finished: Callable[[], None] = lambda: None) -> None:
         """``finished`` is called (in the worker's thread) after each worker's last report."""
         self._finished = finished
-        self._events: SimpleQueue[Any] = SimpleQueue()
+        self._events: SimpleQueue[Record | None] = SimpleQueue()  # None: a wake-up
         self._threads: list[threading.Thread] = []
 
     def start(self, job: Job) -> None:
@@ -40,9 +36,9 @@ class ThreadWorkers:
         self._threads.append(thread)
         thread.start()
 
-    def events(self, timeout: float | None = 0.0) -> list[Any]:
+    def events(self, timeout: float | None = 0.0) -> list[Record]:
         """What was reported so far, waiting up to ``timeout`` for a first one (None: forever)."""
-        collected = []
+        collected: list[Record | None] = []
         try:
             if timeout != 0.0:
                 collected.append(self._events.get(timeout=timeout))
@@ -50,11 +46,11 @@ class ThreadWorkers:
                 collected.append(self._events.get_nowait())
         except Empty:
             pass
-        return [event for event in collected if event is not _WAKE]
+        return [event for event in collected if event is not None]
 
     def wake(self) -> None:
         """Make a pending ``events`` call return now."""
-        self._events.put(_WAKE)
+        self._events.put(None)
 
     def join(self, deadline: float) -> None:
         """Wait for every thread until ``deadline`` (``time.monotonic``); a stuck one stays a daemon."""
