@@ -22,41 +22,16 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
-
-from typing_extensions import Never
+from typing import TypeVar
 
 from ._errors import OptionError
 from ._options import StageOptions
-from ._stage import Processor
+from ._stage import Batch, Unbatch
 from ._transport import Quiet
 
-if TYPE_CHECKING:
-    from ._flow import Flow
-
-__all__ = ["Batch", "Unbatch", "batch", "unbatch"]
+__all__ = ["batch", "unbatch"]
 
 T = TypeVar("T")
-
-
-class Batch(Processor[[int, "float | None"], Any, Any]):
-    """The stage ``sf.batch`` returns (typed by the stage before it)."""
-
-    __slots__ = ()
-
-    if TYPE_CHECKING:
-
-        def __ror__(self, other: Iterable[T]) -> Flow[Never, list[T]]: ...
-
-
-class Unbatch(Processor[[], Any, Any]):
-    """The stage ``sf.unbatch`` returns (typed by the stage before it)."""
-
-    __slots__ = ()
-
-    if TYPE_CHECKING:
-
-        def __ror__(self, other: Iterable[Iterable[T]]) -> Flow[Never, T]: ...
 
 
 def _batch(items: Iterable[T], size: int, max_wait: float | None = None) -> Iterator[list[T]]:

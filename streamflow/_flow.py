@@ -20,8 +20,7 @@ from ._errors import FlowTypeError
 from ._options import RunConfig, RunOptions
 from ._plan import build_plan
 from ._run import Run
-from ._shapes import Composes
-from ._stage import Source, Stage, source
+from ._stage import Composes, Source, Stage, source
 from ._typecheck import TypeConflict, is_subtype, show, show_apart, substitute
 
 __all__ = ["ClosedFlow", "Flow", "compose"]

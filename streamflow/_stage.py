@@ -20,7 +20,7 @@ from typing_extensions import Concatenate, Never, ParamSpec, Self, Unpack
 
 from ._errors import FlowTypeError, StreamflowError
 from ._options import RunOptions, StageArgs, StageOptions
-from ._shapes import Composes, Processes, Sinks, Sources
+from ._shapes import AsyncMaps, Maps, Processes, Sinks, Sources
 from ._signature import Kind, Signature, analyse, plainly_contradicts
 from ._text import short
 from ._typecheck import element_type, show
@@ -314,6 +314,68 @@ def _rebuild_named(module: str, qualname: str, options: StageOptions, bound: Map
     return target._copy(options=options, bound=bound)  # type: ignore[no-any-return]
 
 
+if TYPE_CHECKING:
+
+    class ClassStageMismatch:
+        """What ``|`` gives, to mypy, for a class whose instances do not take the items before it.
+
+        Anything done with it is a mypy error, which names this class: a
+        class on the right of ``|`` gives mypy no chance to say so there.
+        """
+
+
+class Composes(Generic[I, O]):
+    """The static types of ``self | other`` for what consumes ``I`` and yields ``O``.
+
+    A base of ``Flow``, ``Source`` and ``Processor``, listed before the
+    class that does the composing at run time; only the static types live
+    here, and at run time it is an empty base.
+    """
+
+    __slots__ = ()
+
+    if TYPE_CHECKING:
+        # Stages first: a Stage's own __call__ (binding constants) would
+        # also fit the class protocols below.
+        @overload
+        def __or__(self, other: Batch) -> Flow[I, list[O]]: ...
+        @overload
+        def __or__(self: Composes[I, Iterable[T]], other: Unbatch) -> Flow[I, T]: ...
+        @overload
+        def __or__(self, other: Processor[Any, O, T]) -> Flow[I, T]: ...
+        @overload
+        def __or__(self, other: Sink[Any, O, T]) -> ClosedFlow[I, T]: ...
+        @overload
+        def __or__(self, other: Flow[O, T]) -> Flow[I, T]: ...
+        @overload
+        def __or__(self, other: ClosedFlow[O, T]) -> ClosedFlow[I, T]: ...
+        # A decorated class, bare: its instances must fit.  Before the
+        # instances, which a class object fits too, by its constructor.
+        # Processors before sinks before maps: each shape also fits the next.
+        @overload
+        def __or__(self, other: type[Processes[O, T]]) -> Flow[I, T]: ...  # type: ignore[overload-overlap]
+        @overload
+        def __or__(self, other: type[Sinks[O, T]]) -> ClosedFlow[I, T]: ...
+        @overload
+        def __or__(self, other: type[AsyncMaps[O, T]]) -> Flow[I, T]: ...
+        @overload
+        def __or__(self, other: type[Maps[O, T]]) -> Flow[I, T]: ...
+        # Any other class: without this, mypy would try the class as an
+        # instance below, whose __call__ is the class's constructor.
+        @overload
+        def __or__(self, other: type[Any]) -> ClassStageMismatch: ...
+        # A decorated class, bound: an instance.
+        @overload
+        def __or__(self, other: Processes[O, T]) -> Flow[I, T]: ...  # type: ignore[overload-overlap]
+        @overload
+        def __or__(self, other: Sinks[O, T]) -> ClosedFlow[I, T]: ...
+        @overload
+        def __or__(self, other: AsyncMaps[O, T]) -> Flow[I, T]: ...
+        @overload
+        def __or__(self, other: Maps[O, T]) -> Flow[I, T]: ...
+        def __or__(self, other: Any) -> Any: ...
+
+
 class Source(Composes[Never, O], Stage[P, Never, O], Generic[P, O]):
     """A stage that produces a stream from its constants alone; on its own, a flow."""
 
@@ -373,6 +435,26 @@ class Sink(Stage[P, I, O]):
 
         def __or__(self, other: Never) -> Never: ...
         def __ror__(self, other: Iterable[I]) -> ClosedFlow[Never, O]: ...
+
+
+class Batch(Processor[[int, "float | None"], Any, Any]):
+    """The stage ``sf.batch`` returns (typed by the stage before it)."""
+
+    __slots__ = ()
+
+    if TYPE_CHECKING:
+
+        def __ror__(self, other: Iterable[T]) -> Flow[Never, list[T]]: ...
+
+
+class Unbatch(Processor[[], Any, Any]):
+    """The stage ``sf.unbatch`` returns (typed by the stage before it)."""
+
+    __slots__ = ()
+
+    if TYPE_CHECKING:
+
+        def __ror__(self, other: Iterable[Iterable[T]]) -> Flow[Never, T]: ...
 
 
 _CLASSES: dict[Kind, type[Stage[Any, Any, Any]]] = {
