@@ -17,9 +17,11 @@ from ._errors import (
     StreamflowError,
     TooManyFailures,
     UnpicklableMessage,
+    UnroutedItem,
     WorkerCrashed,
 )
 from ._batch import batch, unbatch
+from ._branches import merge, route, tee, zip
 from ._failures import Failure
 from ._flow import ClosedFlow, Flow
 from ._map import map
@@ -52,16 +54,21 @@ __all__ = [
     "StreamflowError",
     "TooManyFailures",
     "UnpicklableMessage",
+    "UnroutedItem",
     "WorkerCrashed",
     "WorkerInfo",
     "WorkerStats",
     "batch",
     "map",
+    "merge",
+    "route",
     "shutdown",
     "source",
     "stage",
+    "tee",
     "unbatch",
     "worker_info",
+    "zip",
 ]
 
 __version__ = "0.1.0"

@@ -12,6 +12,7 @@
      +-- TooManyFailures                   more items skipped than ``max_failures``
      +-- MessageTooLarge (ValueError)      a message exceeded its slot
      +-- UnpicklableMessage (TypeError)    a stage yielded what cannot travel
+     +-- UnroutedItem (KeyError)           sf.route has no branch for an item's key
 
 Exceptions raised by user code are re-raised with their own type; these are
 for what streamflow itself detects. All of them survive pickling, so they
@@ -38,6 +39,7 @@ __all__ = [
     "StreamflowError",
     "TooManyFailures",
     "UnpicklableMessage",
+    "UnroutedItem",
     "WorkerCrashed",
 ]
 
@@ -102,3 +104,10 @@ class MessageTooLarge(StreamflowError, ValueError):
 
 class UnpicklableMessage(StreamflowError, TypeError):
     """A stage yielded a value that cannot be pickled to the next process."""
+
+
+class UnroutedItem(StreamflowError, KeyError):
+    """``sf.route`` found no branch for an item's key, and has no ``default``."""
+
+    def __str__(self) -> str:  # a KeyError would show its message quoted
+        return str(self.args[0]) if self.args else ""

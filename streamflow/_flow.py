@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import AsyncIterator, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, Union, overload
 
 from typing_extensions import Never, Unpack
 
@@ -20,20 +20,23 @@ from ._errors import FlowTypeError
 from ._options import RunConfig, RunOptions
 from ._plan import build_plan
 from ._run import Run
+from ._blocks import Block
+from ._compose import check, kind_of, stages_in
 from ._stage import Composes, Source, Stage, source
-from ._typecheck import TypeConflict, is_subtype, show, show_apart, substitute
 
-__all__ = ["ClosedFlow", "Flow", "compose"]
+__all__ = ["ClosedFlow", "Flow", "Part", "compose", "compose_all", "parts_of"]
+
+Part = Union["Stage[Any, Any, Any]", Block]  # a link of a chain
 
 I = TypeVar("I", contravariant=True)  # noqa: E741
 O = TypeVar("O", covariant=True)
 
 
-def _stages_of(part: Any) -> tuple[Stage[Any, Any, Any], ...]:
+def parts_of(part: Any) -> tuple[Part, ...]:
     if isinstance(part, Stage):
         return (part,)
     if isinstance(part, _Composite):
-        return part.stages
+        return part.parts
     if isinstance(part, (tuple, list, set, frozenset)) and any(isinstance(p, (Stage, _Composite)) for p in part):
         raise FlowTypeError(
             f"cannot compose a {type(part).__name__} of stages into a flow: '|' takes one stage or "
@@ -67,113 +70,77 @@ def _stages_of(part: Any) -> tuple[Stage[Any, Any, Any], ...]:
     )
 
 
-def _link(up: Stage[Any, Any, Any], up_type: Any, down: Stage[Any, Any, Any]) -> Any:
-    """Check ``up -> down``; return the type ``down`` yields given ``up_type``."""
-    head = f"cannot connect '{up.name}' -> '{down.name}'"
-    if up.kind == "sink":
-        raise FlowTypeError(f"{head}: '{up.name}' is a sink ({up.where}); nothing can follow it")
-    if down.kind == "source":
-        first = down.signature.constants[:1]
-        hint = ""
-        if first and first[0].name not in down.signature.hints:
-            # Most likely a processor whose stream parameter lacks its annotation.
-            name = first[0].name
-            hint = f"; if '{name}' is its input stream, annotate it, e.g. '{name}: Iterable[X]'"
-        raise FlowTypeError(
-            f"{head}: '{down.name}' is a source ({down.where}); it takes no input stream{hint}"
-        )
-    if not up.signature.output_annotated:
-        raise FlowTypeError(
-            f"{head}: '{up.name}' has no return annotation ({up.where}); "
-            f"annotate it, e.g. '-> Iterator[X]'"
-        )
-    bindings: dict[Any, Any] = {}
-    try:
-        fits = is_subtype(up_type, down.input_type, bindings)
-    except TypeConflict as conflict:
-        raise FlowTypeError(
-            f"{head}: '{up.name}' yields {show(up_type)}, which binds {conflict}"
-            f" in '{down.name}' ({down.where})"
-        ) from None
-    if not fits:
-        yields, consumes = show_apart(up_type, down.input_type)
-        raise FlowTypeError(
-            f"{head}: '{up.name}' yields {yields}, '{down.name}' consumes "
-            f"{consumes} ('{up.name}' {up.where}; '{down.name}' {down.where})"
-        )
-    return substitute(down.output_type, bindings)
-
-
-def _check(stages: tuple[Stage[Any, Any, Any], ...]) -> tuple[Any, ...]:
-    """Check every link; the output type of each stage after TypeVar binding."""
-    first = stages[0]
-    if first.kind != "source" and not first.signature.input_annotated:
-        raise FlowTypeError(f"stage '{first.name}' has no stream annotation ({first.where})")
-    types = [first.output_type]
-    for up, down in zip(stages, stages[1:]):
-        types.append(_link(up, types[-1], down))
-    last = stages[-1]
-    if last.kind != "sink" and not last.signature.output_annotated:
-        raise FlowTypeError(
-            f"stage '{last.name}' has no return annotation ({last.where}); "
-            f"annotate it, e.g. '-> Iterator[X]'"
-        )
-    for stage in stages:  # after the links: a missing stream annotation says more
-        stage.check_complete()
-    return tuple(types)
-
-
 def compose(left: Any, right: Any) -> Any:
     """``left | right`` as a ``Flow`` or ``ClosedFlow``; raises ``FlowTypeError``."""
-    stages = _stages_of(left) + _stages_of(right)
-    types = _check(stages)
-    cls = ClosedFlow if stages[-1].kind == "sink" else Flow
-    return cls(stages, types)
+    return compose_all(parts_of(left) + parts_of(right))
+
+
+def compose_all(parts: tuple[Part, ...]) -> Any:
+    """The flow of the chain ``parts``, checked (also how pickle rebuilds a flow)."""
+    cls = ClosedFlow if kind_of(parts[-1]) == "sink" else Flow
+    return cls(parts, check(parts))
+
+
+def show_part(part: Part) -> str:
+    """A part as the code that built it: a stage's repr, or ``sf.tee(a | b, c)``."""
+    if not isinstance(part, Block):
+        return repr(part)
+    branches = [" | ".join(show_part(p) for p in branch) for branch in part.branches]
+    if part.kind == "route":
+        keys = ", ".join(f"{key!r}: {branch}" for key, branch in zip(part.keys, branches))
+        key = getattr(part.key, "__name__", repr(part.key))
+        return f"sf.route({key}, {{{keys}}})"
+    return f"sf.{part.kind}({', '.join(branches)})"
 
 
 class _Composite:
-    __slots__ = ("_stages", "_types")
+    __slots__ = ("_parts", "_types")
 
-    def __init__(self, stages: tuple[Stage[Any, Any, Any], ...], types: tuple[Any, ...]) -> None:
-        self._stages = stages
+    def __init__(self, parts: tuple[Part, ...], types: tuple[Any, ...]) -> None:
+        self._parts = parts
         self._types = types
 
     @property
+    def parts(self) -> tuple[Part, ...]:
+        """The chain: stages and branch blocks, in order."""
+        return self._parts
+
+    @property
     def stages(self) -> tuple[Stage[Any, Any, Any], ...]:
-        """The stages in order."""
-        return self._stages
+        """The stages in order (a block's branches in turn)."""
+        return stages_in(self._parts)
 
     @property
     def output_type(self) -> Any:
-        """What the last stage yields (or returns), TypeVars bound."""
+        """What the last part yields (or returns), TypeVars bound."""
         return self._types[-1]
 
     @property
     def has_source(self) -> bool:
-        return self._stages[0].kind == "source"
+        return kind_of(self._parts[0]) == "source"
 
     def __repr__(self) -> str:
-        return " | ".join(repr(stage) for stage in self._stages)
+        return " | ".join(show_part(part) for part in self._parts)
 
     def to_dot(self) -> str:
         """The flow as Graphviz text: stages, workers, edge buffer sizes."""
-        return to_dot(build_plan(self._stages))
+        return to_dot(build_plan(self._parts))
 
     def _repr_svg_(self) -> str:
         """Notebook display: the flow drawn as SVG."""
-        return to_svg(build_plan(self._stages))
+        return to_svg(build_plan(self._parts))
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
         assert isinstance(other, _Composite)
-        return self._stages == other._stages
+        return self._parts == other._parts
 
     def __hash__(self) -> int:
-        return hash(self._stages)
+        return hash(self._parts)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (compose_all, (self._stages,))
+        return (compose_all, (self._parts,))
 
     def __or__(self, other: Any) -> Any:
         return compose(self, other)
@@ -182,31 +149,24 @@ class _Composite:
         return compose(other, self)
 
     def _start(self, input: Iterable[Any] | None, options: RunOptions) -> Run[Any, Any]:
+        first = self._parts[0]
         if input is not None and self.has_source:
-            raise FlowTypeError(
-                f"this flow starts with source '{self._stages[0].name}'; it takes no input"
-            )
+            raise FlowTypeError(f"this flow starts with source '{first.name}'; it takes no input")
         if input is None and not self.has_source:
             raise FlowTypeError(
-                f"this flow starts with '{self._stages[0].name}', which needs an input: "
+                f"this flow starts with '{first.name}', which needs an input: "
                 "pass one to run()/iter(), or compose a source in front"
             )
-        stages = self._stages
+        parts = self._parts
         if input is not None:
-            compose(input, self._stages[0])  # the input's items must fit too
-            stages = (source(input, name="input"), *stages)
+            compose(input, first)  # the input's items must fit too
+            parts = (source(input, name="input"), *parts)
         config = RunConfig.of(options)
-        plan = _runtime.plan(stages, config)
-        for stage in stages:
+        plan = build_plan(parts, _runtime.packets_per_worker(config))
+        for stage in stages_in(parts):
             stage.claim()
         with _runtime.deferred_interrupts():  # a Ctrl-C now stops the start-up cleanly
             return Run(_runtime.start(plan, config), plan, config.backend, config.progress)
-
-
-def compose_all(stages: tuple[Stage[Any, Any, Any], ...]) -> Any:
-    """Rebuild a flow from its stages (used by pickle)."""
-    cls = ClosedFlow if stages[-1].kind == "sink" else Flow
-    return cls(stages, _check(stages))
 
 
 class Flow(Composes[I, O], _Composite, Generic[I, O]):

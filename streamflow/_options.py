@@ -16,15 +16,26 @@ import dataclasses
 import difflib
 import math
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
-from typing_extensions import TypedDict
+from typing_extensions import Never, TypedDict
 
 from ._errors import OptionError
 
 __all__ = ["RunConfig", "RunOptions", "StageArgs", "StageOptions", "StartMethod"]
 
 OnError = Literal["raise", "skip"]
+
+
+class Branch(Protocol):
+    """A stage or flow that can follow ``|``: a dead-letter branch for ``on_error``."""
+
+    def __ror__(self, other: Never, /) -> object: ...
+
+
+def is_branch(value: object) -> bool:
+    """Whether ``value`` is a stage or flow (not one of ``on_error``'s words)."""
+    return not isinstance(value, (str, bytes)) and hasattr(value, "__ror__")
 StartMethod = Literal["warm", "spawn", "fork", "forkserver"]
 START_METHODS: tuple[StartMethod, ...] = ("warm", "spawn", "fork", "forkserver")
 
@@ -51,7 +62,9 @@ class StageArgs(TypedDict, total=False):
     ``retry_delay``: seconds before the first retry, doubling after each (default 0.1).
     ``retry_on``: the exception types that are retried (default ``Exception``).
     ``on_error``: after the last attempt, ``"raise"`` ends the run (default),
-    ``"skip"`` records the failure in ``Run.failures`` and goes on.
+    ``"skip"`` records the failure in ``Run.failures`` and goes on; a branch
+    (a stage or flow ending in a sink) also gets each failed item there, as
+    a ``Failure`` record (dead letters).
     ``timeout``: seconds one item may take before it fails with ``ItemTimeout``
     (process and ray backends; default: none).
 
@@ -72,7 +85,7 @@ class StageArgs(TypedDict, total=False):
     retries: int
     retry_delay: float
     retry_on: type[BaseException] | tuple[type[BaseException], ...]
-    on_error: OnError
+    on_error: OnError | Branch
     timeout: float | None
     ordered: bool
     concurrency: int
@@ -91,15 +104,25 @@ class StageOptions:
     retries: int = 0
     retry_delay: float = 0.1
     retry_on: tuple[type[BaseException], ...] = (Exception,)
-    on_error: OnError = "raise"
+    on_error: OnError | Branch = "raise"
     timeout: float | None = None
     ordered: bool = False
     concurrency: int = 1
 
     @property
+    def skips(self) -> bool:
+        """Whether an item that failed its last attempt is skipped (into dead letters, if a branch)."""
+        return self.on_error == "skip" or is_branch(self.on_error)
+
+    @property
+    def dead_letters(self) -> Any:
+        """The branch that failed items enter, if ``on_error`` is one."""
+        return self.on_error if is_branch(self.on_error) else None
+
+    @property
     def has_policy(self) -> bool:
         """Whether a failure policy is set: anything but the first error ending the run."""
-        return self.retries > 0 or self.on_error == "skip" or self.timeout is not None
+        return self.retries > 0 or self.skips or self.timeout is not None
 
     @property
     def keeps_order(self) -> bool:
@@ -109,7 +132,7 @@ class StageOptions:
     @property
     def replaces_crashed(self) -> bool:
         """Whether a worker that dies is replaced: under a policy that retries or skips."""
-        return self.retries > 0 or self.on_error == "skip"
+        return self.retries > 0 or self.skips
 
     def replaced(self, args: Mapping[str, Any]) -> StageOptions:
         """These options with ``args`` (keywords of ``StageArgs``) applied; not yet checked."""
@@ -184,8 +207,11 @@ class StageOptions:
             raise OptionError(
                 f"retry_on={self.retry_on!r} {where} must be an exception class or a tuple of them"
             )
-        if self.on_error not in ("raise", "skip"):
-            raise OptionError(f"on_error={self.on_error!r} {where} must be 'raise' or 'skip'")
+        if self.on_error not in ("raise", "skip") and not is_branch(self.on_error):
+            raise OptionError(
+                f"on_error={self.on_error!r} {where} must be 'raise', 'skip' or a branch (a stage or "
+                "flow ending in a sink) that gets each failed item"
+            )
         timeout = self.timeout
         if timeout is not None and not (_is_number(timeout) and 0 < timeout < math.inf):
             raise OptionError(f"timeout={timeout!r} {where} must be None or seconds > 0")

@@ -33,7 +33,7 @@ import os
 import pickle
 import socket
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from ._errors import StageError
@@ -89,8 +89,9 @@ class CallerSettings:
 
 @dataclasses.dataclass(frozen=True)
 class End:
-    """One end of an edge that a worker holds: the edge, and which of its producers or consumers."""
+    """One end of an edge that a worker holds: the edge of ``link``, and which of its producers or consumers."""
 
+    link: int
     edge: Edge
     endpoint: int
 
@@ -115,6 +116,8 @@ class Job:
     settings: CallerSettings | None = None  # None: the worker is a thread of the caller
     order: Order | None = None  # the stage's turnstile, if it is ordered and has several workers
     grace: float = 5.0  # ``shutdown_timeout``: what a stopping async worker gives its calls in flight
+    locks: Mapping[tuple[int, ...], Any] = dataclasses.field(default_factory=dict)  # a zip's, by its links
+    letters: tuple[Any, ...] = ()  # ``Failure`` records a new worker sends its dead letters first
 
     @property
     def label(self) -> str:
@@ -158,6 +161,8 @@ class FailureEvent:
     item: Any
     error: PortableError
     attempts: int
+    where: str | None = None  # what failed it, if not the node's stage (an ``sf.route`` after it)
+    lettered: bool = False  # it also went into the stage's dead-letter branch
 
     def deliver(self, to: Handler) -> None:
         to.on_failure(self)

@@ -11,7 +11,7 @@ from typing_extensions import Self
 from ._draw import to_dot, to_svg
 from ._errors import FailuresWarning
 from ._failures import Failure, summary
-from ._plan import Plan
+from ._plan import Plan, Result
 from ._runtime import Execution
 from ._stats import StageStats, WorkerStats, report
 
@@ -37,9 +37,7 @@ class Run(Generic[O, R]):
         self._execution = execution
         self._plan = plan
         self._backend = backend
-        sinks = plan.sinks
-        # None: an open flow; else how many values the sinks' workers return
-        self._sink_workers = sum(sink.workers for sink in sinks) if sinks else None
+        self._closed = plan.result is not None  # ends in sinks: ``result()`` is their value
         self._warned = False
         self._progress = None
         if progress:
@@ -58,15 +56,16 @@ class Run(Generic[O, R]):
         wait for the end after they are read).
         """
         try:
-            if self._sink_workers is None:
+            if not self._closed:
                 items: Any = list(self)
                 self._wait(timeout)
                 self._warn_failures()
                 return items  # type: ignore[no-any-return]
             self._wait(timeout)
-            results = self._execution.result()
+            assert self._plan.result is not None
+            value: R = self._plan.result.value(self._execution.result())
             self._warn_failures()
-            return results[0] if self._sink_workers == 1 else results  # type: ignore[return-value]
+            return value
         finally:
             if self._execution.finished:
                 self._stop_progress()
@@ -87,12 +86,23 @@ class Run(Generic[O, R]):
             self._stop_progress()
 
     @property
+    def results(self) -> dict[str, Any]:
+        """Every sink's return value, by its node's name (as in ``stats()``): several workers'
+        values as a list.  Waits for the end of a closed flow; an open flow's come once its
+        items have been read (raises ``RuntimeError`` before)."""
+        if not self._closed and not self._execution.finished:
+            raise RuntimeError("read this open flow's items first (iterate the run, or call result())")
+        self._wait(None)
+        values = self._execution.result()
+        return {sink.name: Result(node=sink.index).value(values) for sink in self._plan.sinks}
+
+    @property
     def failures(self) -> list[Failure]:
         """The items skipped so far (``on_error="skip"``), in the order they were reported."""
         return self._execution.failures
 
     def _warn_failures(self) -> None:
-        failures = self._execution.failures
+        failures = self._execution.unlettered  # those in a dead-letter branch are not lost
         if failures and not self._warned:
             self._warned = True
             warnings.warn(
@@ -140,7 +150,7 @@ class Run(Generic[O, R]):
         return self
 
     def __next__(self) -> O:
-        if self._sink_workers is not None:
+        if self._closed:
             raise TypeError("this flow ends in a sink: call result() for its value")
         try:
             item: O = self._execution.next_output()

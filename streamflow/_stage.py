@@ -133,6 +133,11 @@ class Stage(Generic[P, I, O]):
         return self._options.resolved()
 
     @property
+    def dead_letters(self) -> Any:
+        """The branch that this stage's failed items enter (``on_error=branch``), if any."""
+        return self._options.dead_letters
+
+    @property
     def set_options(self) -> StageOptions:
         """The run options as set, defaults not filled in."""
         return self._options

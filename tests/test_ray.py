@@ -146,10 +146,11 @@ def test_the_default_packets_in_flight_is_the_backends() -> None:
     """A hop through the hub is a round trip: Ray's default keeps 64 packets a worker in flight."""
     from streamflow import _runtime
     from streamflow._options import RunConfig
+    from streamflow._plan import build_plan
 
     stages = (count_to(n=3) | square.options(workers=2) | square.options(packets_in_flight=3) | total).stages
-    ray_plan = _runtime.plan(stages, RunConfig(backend="ray"))
+    ray_plan = build_plan(stages, _runtime.packets_per_worker(RunConfig(backend="ray")))
     assert [link.capacity for link in ray_plan.links] == [64, 128, 3]
-    process_plan = _runtime.plan(stages, RunConfig(backend="process"))
+    process_plan = build_plan(stages, _runtime.packets_per_worker(RunConfig(backend="process")))
     assert [link.capacity for link in process_plan.links] == [2, 4, 3]
     assert square.options(workers=2).packets_in_flight == 4  # a stage on its own: the local default

@@ -9,13 +9,11 @@ are the same for every backend.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from .. import _backends
 from .._backends import WorkerBackend
 from .._errors import OptionError
 from .._options import RunConfig
-from .._plan import Plan, Planned, build_plan
+from .._plan import Plan
 from ._chain import Chained
 from ._engine import Engine
 from ._supervisor import Execution, Supervisor
@@ -23,12 +21,12 @@ from ._current import WorkerInfo, worker_info
 from ._remote import RemoteTraceback
 from ._signals import deferred_interrupts
 
-__all__ = ["Execution", "RemoteTraceback", "WorkerInfo", "deferred_interrupts", "plan", "shutdown", "start", "worker_info"]
+__all__ = ["Execution", "RemoteTraceback", "WorkerInfo", "deferred_interrupts", "packets_per_worker", "shutdown", "start", "worker_info"]
 
 
-def plan(stages: Sequence[Planned], config: RunConfig) -> Plan:
-    """The plan of ``stages`` for a run as ``config`` says, with its backend's defaults."""
-    return build_plan(stages, _backends.load(config.backend).packets_per_worker)
+def packets_per_worker(config: RunConfig) -> int:
+    """The default ``packets_in_flight`` a worker of the backend ``config`` names (for its plan)."""
+    return _backends.load(config.backend).packets_per_worker
 
 
 def start(plan: Plan, config: RunConfig) -> Execution:

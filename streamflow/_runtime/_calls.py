@@ -27,6 +27,7 @@ from typing import Any
 
 from .._plan import Node
 from .._records import FailureEvent, PortableError
+from .._transport import HOLE
 from ._decide import Decision, decide
 from ._loop import END, Deadline, Loop
 from ._order import Numbered
@@ -135,6 +136,8 @@ class Calls:
             self._record(
                 FailureEvent(self._node.index, self._worker, call.item, PortableError(call.error), call.attempts)
             )
+            if self._node.holes:  # in a zip's branch: the skipped input leaves a hole
+                return HOLE
 
     def _next_finished(self) -> Any:
         if not self._in_order:
@@ -188,6 +191,10 @@ class Calls:
                     self._free -= 1
                     position += 1
                     call = _Call(item, position, -1 if numbered is None else numbered.seq)
+                    if item is HOLE:  # passed on as it is, in its turn: no call for it
+                        call.output = HOLE
+                        self._finished.put(call)
+                        continue
                     task = asyncio.ensure_future(self._attempt(call))
                     calls.add(task)
                     task.add_done_callback(calls.discard)

@@ -44,7 +44,7 @@ def decide(error: BaseException, attempts: int, options: StageOptions) -> Decisi
     timed_out = isinstance(error, ItemTimeout)
     if isinstance(error, options.retry_on) and attempts <= options.retries:
         return Decision("retry", options.retry_delay * 2 ** (attempts - 1), timed_out)
-    return Decision("skip" if options.on_error == "skip" else "raise", 0.0, timed_out)
+    return Decision("skip" if options.skips else "raise", 0.0, timed_out)
 
 
 def crash_error(outcome: Outcome, node: Node, row: Any) -> Exception:

@@ -6,6 +6,7 @@
         no input stream (a source)          body.call(None)            its generator
         an ``async def`` map stage          Calls(...)                 up to ``concurrency`` calls in flight
         a map stage under a failure policy  each_resilient(...)        each call tried, retried or skipped
+          (or in a zip's branch)                                         (a skipped or a passed-on hole)
         a generator under a policy          Resilient(...)             restarted after a failed item
         anything else                       body.call(stream)          the function's own generator
 
@@ -53,7 +54,7 @@ def outputs(
         function, constants = body.per_item()
         numbered = order if isinstance(order, Numbered) else None  # a sync stage's turn is its sender's
         return Calls(node, worker, function, dict(constants), stream, body.loop, record, count, numbered)
-    if node.options.has_policy:
+    if node.options.has_policy or node.holes:  # a zip's branch passes holes on, policy or not
         if node.per_item:
             return each_resilient(node, worker, body, stream, alarm, record, count)
         return Resilient(node, worker, body, Feed(stream, alarm), record, count)

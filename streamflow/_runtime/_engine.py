@@ -18,16 +18,21 @@ edge, release the edges, the statistics and the backend.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import weakref
 from collections.abc import Callable
 
 from .._backends import ThreadWorkers, WorkerBackend
-from .._plan import Link, Node, Plan
+from typing import Any
+
+from .._plan import Fanout, Link, Node, Plan, Route, Tee, links_of
 from .._records import End, Job, Memory, Record
 from .._stats import StatsTable
 from .._transport import Edge, Held, Receiver
 from .._transport._turnstile import Order, OrderedEdge, Turnstile, window_for
+from .._transport._zip import ZipReceiver
+from ._fanout import lock_key
 from ._relay import caller_settings
 from ._signals import check_interrupt
 from ._worker import run_job
@@ -47,6 +52,7 @@ class Engine:
         self._edges: dict[int, Edge] = {}  # by link
         self._memory: Memory | None = None
         self._turnstiles: dict[int, Order] = {}
+        self._locks: dict[tuple[int, ...], Any] = {}  # a zip's entry and join, where several workers share one
         self._released = False
         names = plan.stat_names()
         try:
@@ -57,6 +63,8 @@ class Engine:
                 if node.options.keeps_order:
                     (link,) = plan.inputs(node)  # an ordered stage reads one stream
                     self._turnstiles[node.index] = _turnstile(node, backend, self._edges[link.index], spin)
+            for key in _shared_zips(plan):
+                self._locks[key] = backend.semaphore(1)
         except BaseException:
             self.release()
             raise
@@ -64,10 +72,12 @@ class Engine:
         # Not backend.wake itself: the engine must not keep itself alive through its threads.
         self._callers = ThreadWorkers(finished=_waker(backend))
         self._jobs: dict[tuple[int, int], Job] = {}
-        # The caller reads an open flow's output, as one consumer of it.
+        # The caller reads an open flow's output, as one consumer of it (of a zip's, one of each).
         readers = [self._edges[link.index].receiver(0) for link in plan.caller_links]
         self.output: Receiver | None = None
-        if readers:
+        if plan.caller_join == "zip":
+            self.output = ZipReceiver(readers)
+        elif readers:
             (self.output,) = readers
 
     def launch(self) -> None:
@@ -79,7 +89,7 @@ class Engine:
                 job = Job(
                     node=node,
                     worker=worker,
-                    inputs=tuple(End(self._edges[link.index], worker) for link in self._plan.inputs(node)),
+                    inputs=tuple(End(link.index, self._edges[link.index], worker) for link in self._plan.inputs(node)),
                     outputs=tuple(self._ends(link, node, worker) for link in self._plan.outputs(node)),
                     stats=self._memory,
                     row=self.stats.index(node.index, worker),
@@ -87,13 +97,14 @@ class Engine:
                     settings=settings,
                     order=self._turnstiles.get(node.index),
                     grace=self._grace,
+                    locks=self._locks,
                 )
                 self._jobs[node.index, worker] = job
                 check_interrupt()
                 (self._callers if node.in_caller else self._backend).start(job)
 
     def _ends(self, link: Link, node: Node, worker: int) -> End:
-        return End(self._edges[link.index], self._plan.endpoint(link, node, worker))
+        return End(link.index, self._edges[link.index], self._plan.endpoint(link, node, worker))
 
     def replaceable(self, node: int) -> bool:
         """Whether a dead worker of ``node`` can be replaced: every edge it uses can be taken over."""
@@ -113,10 +124,11 @@ class Engine:
                 return held
         return None
 
-    def replace(self, node: int, worker: int, *, again: int = 0) -> None:
+    def replace(self, node: int, worker: int, *, again: int = 0, letters: tuple[Any, ...] = ()) -> None:
         """Start a new worker in place of a dead one; ``again``: attempts so far at its held packet,
-        which it takes first (0: the packet is freed; -1: it was skipped, and is freed)."""
-        job = self._jobs[node, worker]
+        which it takes first (0: the packet is freed; -1: it was skipped, and is freed);
+        ``letters``: ``Failure`` records the new worker sends its dead-letter branch first."""
+        job = dataclasses.replace(self._jobs[node, worker], letters=letters)
         for end in job.inputs:
             end.edge.again(end.endpoint, again)
         self._backend.start(job)
@@ -180,6 +192,28 @@ def _turnstile(node: Node, backend: WorkerBackend, edge: Edge, spin: float | Non
     memory = backend.memory(Turnstile.size(waiters, window), f"the order of stage '{node.name}'")
     assert edge.numbered, "a backend with shared memory numbers an ordered stage's inputs in its edges"
     return Turnstile(waiters, window, memory, backend.semaphore, spin)
+
+
+def _shared_zips(plan: Plan) -> list[tuple[int, ...]]:
+    """The locks a run's zips need: an entry several workers feed, a join several workers read."""
+    keys: dict[tuple[int, ...], None] = {}
+    for node in plan.nodes:
+        for tee in _zipped(node.fanout):
+            if any(plan.link(link).producers > 1 for link in links_of(tee)):
+                keys[lock_key(tee)] = None
+        if node.join == "zip" and node.workers > 1:
+            keys[node.inputs] = None
+    return list(keys)
+
+
+def _zipped(fanout: Fanout | None) -> list[Tee]:
+    """The zips' entries in ``fanout``."""
+    if isinstance(fanout, Tee):
+        inner = [tee for branch in fanout.branches for tee in _zipped(branch)]
+        return [fanout, *inner] if fanout.zipped else inner
+    if isinstance(fanout, Route):
+        return [tee for _, branch in fanout.choices for tee in _zipped(branch)] + _zipped(fanout.default)
+    return []
 
 
 def _waker(backend: WorkerBackend) -> Callable[[], None]:

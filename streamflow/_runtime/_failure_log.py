@@ -18,13 +18,22 @@ class FailureLog:
         self._plan = plan
         self._most = most
         self.failures: list[Failure] = []
+        self._lettered: set[int] = set()  # ids of those that also went into a dead-letter branch
+
+    @property
+    def unlettered(self) -> list[Failure]:
+        """The failures that went into no dead-letter branch: what ``FailuresWarning`` tells of."""
+        return [failure for failure in self.failures if id(failure) not in self._lettered]
 
     def add(self, event: FailureEvent) -> None:
         """Keep ``event`` as a ``Failure``; raises ``TooManyFailures`` past ``max_failures``."""
         node = self._plan.node(event.node)
-        error = arrived(event.error, node.name, event.worker, node.workers)
-        failure = Failure(node.name, event.worker, event.item, error, event.error.text, event.attempts)
+        stage = event.where or node.name
+        error = arrived(event.error, stage, event.worker, node.workers)
+        failure = Failure(stage, event.worker, event.item, error, event.error.text, event.attempts)
         self.failures.append(failure)
+        if event.lettered:
+            self._lettered.add(id(failure))
         if self._most is not None and len(self.failures) > self._most:
             raise TooManyFailures(
                 f"{len(self.failures)} items were skipped, more than max_failures={self._most} "

@@ -46,6 +46,7 @@ from .._errors import ItemTimeout, OptionError
 from .._plan import Node
 from .._records import FailureEvent, PortableError
 from .._stats import OVERRUN_AT
+from .._transport import HOLE
 from ._decide import decide
 
 if TYPE_CHECKING:
@@ -109,10 +110,18 @@ class Feed:
 def each_resilient(
     node: Node, worker: int, body: Body, items: Iterator[Any], alarm: Alarm | None, record: Record, count: Count
 ) -> Iterator[Any]:
-    """A map stage's outputs under ``node``'s failure policy: each call tried, retried or skipped."""
+    """A map stage's outputs under ``node``'s failure policy: each call tried, retried or skipped.
+
+    In a zip's branch (``node.holes``), a skipped item leaves a ``HOLE`` in its place, and a
+    hole from upstream passes through, so that the branch keeps one output per input.
+    """
     function, constants = body.per_item()
     options = node.options
+    holes = node.holes
     for item in items:
+        if holes and item is HOLE:
+            yield HOLE
+            continue
         attempts = 1
         while True:
             try:
@@ -137,6 +146,8 @@ def each_resilient(
                     raise
                 count("skips", 1)
                 record(FailureEvent(node.index, worker, item, PortableError(error), attempts))
+                if holes:
+                    yield HOLE
                 break
             yield output
             break

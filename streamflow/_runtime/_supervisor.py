@@ -49,8 +49,8 @@ class Execution(Protocol):
     def next_output(self) -> Any:
         """The next item of an open flow; ``StopIteration`` at its end."""
 
-    def result(self) -> list[Any]:
-        """Wait for the end; the sink workers' return values, in worker order."""
+    def result(self) -> dict[int, list[Any]]:
+        """Wait for the end; each sink node's workers' return values, in worker order."""
 
     def cancel(self) -> None:
         """Stop every worker and free every resource; idempotent."""
@@ -66,6 +66,10 @@ class Execution(Protocol):
     def failures(self) -> list[Failure]:
         """The items skipped so far, as the caller heard of them."""
 
+    @property
+    def unlettered(self) -> list[Failure]:
+        """Of them, those that went into no dead-letter branch."""
+
 
 class Supervisor:
     """An ``Execution`` of an ``Engine``, watched by a supervisor thread."""
@@ -75,7 +79,7 @@ class Supervisor:
         self._config = config
         self._engine = engine
         self._pending = {(node.index, w) for node in plan.nodes for w in range(node.workers)}
-        self._results: dict[int, Any] = {}
+        self._results: dict[tuple[int, int], Any] = {}  # (sink node, worker) -> its return value
         self._error: BaseException | None = None
         self._cancelled = False
         self._caller_waiting = False
@@ -115,6 +119,10 @@ class Supervisor:
     def failures(self) -> list[Failure]:
         return list(self._log.failures)
 
+    @property
+    def unlettered(self) -> list[Failure]:
+        return self._log.unlettered
+
     def wait(self, timeout: float | None) -> bool:
         try:
             if timeout is not None:
@@ -146,12 +154,11 @@ class Supervisor:
         finally:
             self._caller_waiting = False
 
-    def result(self) -> list[Any]:
+    def result(self) -> dict[int, list[Any]]:
         self._finish()
         if self._cancelled:
             raise CancelledError("the run was cancelled before it ended")
-        sinks = self._plan.sinks
-        return [self._results.get(w) for sink in sinks for w in range(sink.workers)]
+        return {sink.index: [self._results.get((sink.index, w)) for w in range(sink.workers)] for sink in self._plan.sinks}
 
     def cancel(self) -> None:
         with self._lock:
@@ -260,7 +267,7 @@ class Supervisor:
         elif outcome.error is not None:
             self._fail(arrived(outcome.error, node.name, outcome.worker, node.workers))
         elif not outcome.aborted and node.kind == "sink":
-            self._results[outcome.worker] = outcome.result
+            self._results[outcome.node, outcome.worker] = outcome.result
 
     def _replaced(self, outcome: Outcome) -> bool:
         """Under a policy, settle the item a dead worker held and start a new worker in its place.

@@ -25,14 +25,17 @@ from time import perf_counter
 from typing import Any
 
 from .._errors import UnpicklableMessage, WorkerCrashed
+from .._failures import Failure
 from .._plan import Node
 from .._records import FailureEvent, Job, Outcome, PortableError, Report
 from .._stats import ENDED, STARTED, StatsTable
 from .._transport import Aborted, DownstreamClosed, Receiver, Sender, Stop, carry
+from .._transport._zip import ZipReceiver
 from ._body import Body
 from ._counters import Counters, counting
 from ._current import working_as
 from ._drive import outputs
+from ._fanout import sender_for
 from ._order import InOrder, Numbered, in_order
 from ._policy import Alarm, alarm_for
 from ._relay import relay_to
@@ -68,7 +71,10 @@ def run_job(job: Job, report: Report) -> None:
     ends = job.inputs + job.outputs
     try:
         with counting(counters), working_as(node, worker):
-            sender = _sender(job)
+            record = _recorder(report, _letters(job), node.name)
+            for failure in job.letters:  # what the worker this one replaces failed on
+                record.send(failure)
+            sender = _sender(job, record)
             if sender is not None:
                 sender.clock = counters.output
             if sender is not None and receiver is not None:
@@ -82,8 +88,8 @@ def run_job(job: Job, report: Report) -> None:
             else:
                 if stream is not None and node.options.has_policy and not calls:
                     alarm = alarm_for(node, counters.row)
-                record = _recorder(report)
                 _pump(outputs(node, worker, body, stream, record, _counter(counters), alarm, order), sender, counters, send)
+                record.close()
             ending, body = body, None
             ending.close()  # its errors are the worker's: the stream is done
         if stream is not None:
@@ -116,21 +122,36 @@ def run_job(job: Job, report: Report) -> None:
 
 
 def _receiver(job: Job) -> Receiver | None:
-    """The worker's input: its end of the node's one input link (none for a source)."""
+    """The worker's input: its end of the node's input link (none for a source), or of each of a
+    zip's branches, joined one tuple at a time."""
     receivers = [end.edge.receiver(end.endpoint) for end in job.inputs]
+    if job.node.join == "zip":
+        return ZipReceiver(receivers, job.locks.get(job.node.inputs))
     if not receivers:
         return None
     (receiver,) = receivers
     return receiver
 
 
-def _sender(job: Job) -> Sender | None:
-    """The worker's output: its end of the node's one output link (none for a sink)."""
-    senders = [end.edge.sender(end.endpoint) for end in job.outputs]
-    if not senders:
+def _ends(job: Job) -> dict[int, Sender]:
+    return {end.link: end.edge.sender(end.endpoint) for end in job.outputs}
+
+
+def _sender(job: Job, record: _Recorder) -> Sender | None:
+    """The worker's output: its node's fanout over its ends of the output links (none for a sink)."""
+    node = job.node
+    if node.fanout is None:
         return None
-    (sender,) = senders
-    return sender
+    return sender_for(node.fanout, record.senders, job.locks, record, node.index, job.worker)
+
+
+def _letters(job: Job) -> tuple[dict[int, Sender], Sender | None]:
+    """The worker's ends, and the one its failed items go to (its dead-letter branch's), if any."""
+    senders = _ends(job)
+    node = job.node
+    if node.letters is None:
+        return senders, None
+    return senders, sender_for(node.letters, senders, job.locks, lambda event: None, node.index, job.worker)
 
 
 def _counter(counters: Counters) -> Callable[[str, int], None]:
@@ -142,17 +163,41 @@ def _counter(counters: Counters) -> Callable[[str, int], None]:
     return count
 
 
-def _recorder(report: Report) -> Callable[[FailureEvent], None]:
-    """Report a skipped item's failure to the caller."""
+class _Recorder:
+    """Reports a skipped item's failure to the caller, and sends it to the dead letters, if any."""
 
-    def record(event: FailureEvent) -> None:
+    __slots__ = ("_report", "senders", "_letters", "_stage")
+
+    def __init__(self, report: Report, ends: tuple[dict[int, Sender], Sender | None], stage: str) -> None:
+        self._report = report
+        self.senders, self._letters = ends
+        self._stage = stage
+
+    def __call__(self, event: FailureEvent) -> None:
+        if self._letters is not None and event.where is None:  # a stage's own failure, not a route's
+            event.lettered = True
+            self.send(Failure(self._stage, event.worker, event.item, event.error.unwrap(), event.error.text, event.attempts))
         try:
-            report(event)
+            self._report(event)
         except Exception:  # noqa: BLE001 - an item that cannot travel travels as its repr
             event.item = repr(event.item)
-            report(event)
+            self._report(event)
 
-    return record
+    def send(self, failure: Failure) -> None:
+        """Put ``failure`` into the dead-letter branch, waiting for room there."""
+        letters = self._letters
+        if letters is not None:
+            letters.reserve()
+            letters.send(failure)
+
+    def close(self) -> None:
+        """The worker's stream is done: so is what it sends its dead letters."""
+        if self._letters is not None:
+            self._letters.close()
+
+
+def _recorder(report: Report, ends: tuple[dict[int, Sender], Sender | None], stage: str) -> _Recorder:
+    return _Recorder(report, ends, stage)
 
 
 def _deliver(outcome: Outcome, node: Node, report: Report) -> None:

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from ._clock import Clock
 
 __all__ = [
-    "Aborted", "DownstreamClosed", "Edge", "Held", "NumberingReceiver", "Receiver", "Quiet", "Sender", "Stop",
+    "HOLE", "Aborted", "DownstreamClosed", "Edge", "Held", "NumberingReceiver", "Receiver", "Quiet", "Sender", "Stop",
     "Unrecoverable", "carry",
 ]
 
@@ -97,6 +97,21 @@ class NumberingReceiver(Receiver, Protocol):
     # packet's (each consumer's end may have its own: the smallest is where the stream ends).
     position: int
     gap: Callable[[int], None] | None  # called with each number that came without a packet (a slot given back)
+
+
+class _Hole:
+    """What a zip's branch sends in place of an input it skipped; one object, in every process."""
+
+    __slots__ = ()
+
+    def __reduce__(self) -> str:
+        return "HOLE"  # pickled by name: the module's own
+
+    def __repr__(self) -> str:
+        return "HOLE"
+
+
+HOLE = _Hole()
 
 
 @dataclasses.dataclass(frozen=True)
