@@ -30,7 +30,8 @@ from ._errors import FlowTypeError, OptionError
 from ._flow import ClosedFlow, Flow, compose_all, parts_of
 
 if TYPE_CHECKING:
-    from ._stage import Processor, Sink, Source
+    from ._shapes import AsyncMaps, Maps, Processes, Sinks
+    from ._stage import Composes, Processor, Sink, Source
 
 __all__ = ["merge", "route", "tee", "zip"]
 
@@ -46,9 +47,13 @@ R3 = TypeVar("R3")
 R4 = TypeVar("R4")
 
 if TYPE_CHECKING:
-    _Open = Union["Processor[Any, I, A]", "Flow[I, A]"]  # a branch that yields A
-    _Closed = Union["Sink[Any, I, R1]", "ClosedFlow[I, R1]"]  # a branch that ends in a sink returning R1
-    _Any = Union["Processor[Any, I, A]", "Flow[I, A]", "Sink[Any, I, Any]", "ClosedFlow[I, Any]"]
+    # A branch that yields A: a stage, a flow, or (as mypy sees one) a decorated class stage.
+    _Open = Union[
+        "Processor[Any, I, A]", "Flow[I, A]", "Composes[I, A]", "Maps[I, A]", "AsyncMaps[I, A]", "Processes[I, A]"
+    ]
+    # A branch that ends in a sink returning R1.
+    _Closed = Union["Sink[Any, I, R1]", "ClosedFlow[I, R1]", "Sinks[I, R1]"]
+    _Any = Union[_Open[I, A], "Sink[Any, I, Any]", "ClosedFlow[I, Any]", "Sinks[I, Any]"]
     _Started = Union["Flow[Never, A]", "Source[Any, A]", Iterable[A]]  # a flow that starts with a source
 
 
@@ -96,7 +101,9 @@ def tee(
     packets_in_flight: int | None = ...,
 ) -> Flow[I, A | B | C | D]: ...
 @overload
-def tee(*branches: Any, ordered: bool = ..., packets_in_flight: int | None = ...) -> Any: ...
+def tee(
+    b1: Any, b2: Any, b3: Any, b4: Any, b5: Any, /, *more: Any, ordered: bool = ..., packets_in_flight: int | None = ...
+) -> Any: ...
 def tee(*branches: Any, ordered: bool = False, packets_in_flight: int | None = None) -> Any:
     """Every item to every branch.
 
@@ -115,7 +122,7 @@ def tee(*branches: Any, ordered: bool = False, packets_in_flight: int | None = N
 
 
 @overload
-def route(
+def route(  # type: ignore[overload-overlap]
     key: Callable[[I], K], branches: Mapping[K, _Closed[I, R1]], default: _Closed[I, R1] | None = ..., *,
     on_error: Literal["raise", "skip"] = ..., ordered: bool = ..., packets_in_flight: int | None = ...,
 ) -> ClosedFlow[I, dict[K | None, R1]]: ...
@@ -124,11 +131,6 @@ def route(
     key: Callable[[I], K], branches: Mapping[K, _Open[I, A]], default: _Open[I, A] | None = ..., *,
     on_error: Literal["raise", "skip"] = ..., ordered: bool = ..., packets_in_flight: int | None = ...,
 ) -> Flow[I, A]: ...
-@overload
-def route(
-    key: Callable[[I], Any], branches: Mapping[Any, Any], default: Any = ..., *,
-    on_error: Literal["raise", "skip"] = ..., ordered: bool = ..., packets_in_flight: int | None = ...,
-) -> Any: ...
 def route(
     key: Callable[[Any], Any],
     branches: Mapping[Any, Any],
@@ -178,7 +180,7 @@ def zip(  # noqa: A001
     b1: _Open[I, A], b2: _Open[I, B], b3: _Open[I, C], b4: _Open[I, D], /, *, packets_in_flight: int | None = ...
 ) -> Flow[I, tuple[A, B, C, D]]: ...
 @overload
-def zip(*branches: Any, packets_in_flight: int | None = ...) -> Any: ...  # noqa: A001
+def zip(b1: Any, b2: Any, b3: Any, b4: Any, b5: Any, /, *more: Any, packets_in_flight: int | None = ...) -> Any: ...  # noqa: A001
 def zip(*branches: Any, packets_in_flight: int | None = None) -> Any:  # noqa: A001
     """Every item to every branch, and one tuple of their outputs per input, in input order.
 
@@ -200,7 +202,7 @@ def merge(f1: _Started[A], f2: _Started[B], f3: _Started[C], /) -> Flow[Never, A
 @overload
 def merge(f1: _Started[A], f2: _Started[B], f3: _Started[C], f4: _Started[D], /) -> Flow[Never, A | B | C | D]: ...
 @overload
-def merge(*flows: Any) -> Flow[Never, Any]: ...
+def merge(f1: Any, f2: Any, f3: Any, f4: Any, f5: Any, /, *more: Any) -> Flow[Never, Any]: ...
 def merge(*flows: Any) -> Any:
     """Several flows, each starting with a source (or an iterable, as in ``sf.source``), into one stream.
 

@@ -38,6 +38,9 @@ R = TypeVar("R", covariant=True)  # a sink's return value
 T = TypeVar("T")
 U = TypeVar("U")
 X = TypeVar("X")
+# What a sink returns though it is iterable: a function annotated to return one consumes its
+# stream (only ``Iterator``, ``Iterable`` and ``Generator`` returns produce one).
+C = TypeVar("C", bound="list[Any] | dict[Any, Any] | set[Any] | frozenset[Any] | tuple[Any, ...] | str | bytes | bytearray")
 
 
 class Stage(Generic[P, I, O]):
@@ -534,6 +537,8 @@ class _Decorator(typing.Protocol):
     @overload
     def __call__(self, fn: Callable[Concatenate[Iterator[T], P], Iterator[U]]) -> Processor[P, T, U]: ...  # type: ignore[overload-overlap]
     @overload
+    def __call__(self, fn: Callable[Concatenate[Iterable[T], P], C]) -> Sink[P, T, C]: ...  # type: ignore[overload-overlap]
+    @overload
     def __call__(self, fn: Callable[Concatenate[Iterable[T], P], Iterable[U]]) -> Processor[P, T, U]: ...  # type: ignore[overload-overlap]
     @overload
     def __call__(self, fn: Callable[Concatenate[Iterable[T], P], X]) -> Sink[P, T, X]: ...
@@ -563,6 +568,8 @@ def stage(fn: Callable[P, Sinks[T, X]], /) -> Sink[P, T, X]: ...
 def stage(fn: Callable[Concatenate[Iterable[T], P], Iterator[U]], /) -> Processor[P, T, U]: ...  # type: ignore[overload-overlap]
 @overload
 def stage(fn: Callable[Concatenate[Iterator[T], P], Iterator[U]], /) -> Processor[P, T, U]: ...  # type: ignore[overload-overlap]
+@overload
+def stage(fn: Callable[Concatenate[Iterable[T], P], C], /) -> Sink[P, T, C]: ...  # type: ignore[overload-overlap]
 @overload
 def stage(fn: Callable[Concatenate[Iterable[T], P], Iterable[U]], /) -> Processor[P, T, U]: ...  # type: ignore[overload-overlap]
 @overload

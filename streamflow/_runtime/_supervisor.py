@@ -285,6 +285,7 @@ class Supervisor:
         error = crash_error(outcome, node, row)
         attempts = held.attempts + 1
         decision = decide(error, attempts, node.options)
+        letters: tuple[Failure, ...] = ()
         if decision.timed_out:
             row[TIMEOUTS] += 1
         if decision.action == "retry":  # the new worker waits for nothing: starting it takes longer
@@ -293,8 +294,12 @@ class Supervisor:
         elif decision.action == "skip":
             row[SKIPS] += 1
             again = -1
+            event = FailureEvent(node.index, worker, held.item, PortableError(error), attempts)
+            if node.letters is not None:  # the new worker sends it to the dead letters first
+                event.lettered = True
+                letters = (Failure(node.name, worker, held.item, error, event.error.text, attempts),)
             try:
-                self._log.add(FailureEvent(node.index, worker, held.item, PortableError(error), attempts))
+                self._log.add(event)
             except TooManyFailures as too_many:
                 self._fail(too_many)
                 return False
@@ -305,7 +310,7 @@ class Supervisor:
             return True
         row[REPLACED] += 1
         row[OVERRUN_AT] = 0.0
-        engine.replace(node.index, worker, again=again)
+        engine.replace(node.index, worker, again=again, letters=letters)
         return True
 
     def _fail(self, error: BaseException) -> None:
