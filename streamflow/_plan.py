@@ -138,6 +138,7 @@ class Link:
     consumer_replaced: bool = False  # the same for a consumer worker
     producer_ordered: bool = False  # the producer's workers keep their inputs' order (``keeps_order``)
     consumer_ordered: bool = False  # the same for the consumer's: the edge numbers its packets for them
+    consumer_zipped: bool = False  # a zip's join with several workers reads it: one packet at a time each
 
     @property
     def recoverable(self) -> bool:
@@ -459,6 +460,7 @@ class _Builder:
                     consumer_replaced=reader is not None and reader.options.replaces_crashed,
                     producer_ordered=any(w.options.keeps_order for w in writers),
                     consumer_ordered=reader is not None and reader.options.keeps_order,
+                    consumer_zipped=reader is not None and reader.join == "zip" and reader.options.workers > 1,
                 )
             )
         return links

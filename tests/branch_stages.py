@@ -111,3 +111,8 @@ def fail_skip(x: int, bad: frozenset[int] = frozenset()) -> int:
     if x in bad:
         raise ValueError(x)
     return x
+
+
+@sf.map
+def pair(t: tuple[int, str]) -> tuple[int, str]:
+    return t

@@ -21,6 +21,7 @@ from .branch_stages import (
     letters,
     neg,
     nums,
+    pair,
     parity,
     slow,
     text,
@@ -145,8 +146,6 @@ def test_zip_gives_one_tuple_per_input_in_input_order(opts: dict[str, Any]) -> N
 
 
 def test_zip_with_several_workers_per_branch_and_random_delays_keeps_input_order(parallel_opts: dict[str, Any]) -> None:
-    if parallel_opts["backend"] == "ray":
-        pytest.skip("several workers feeding a zip on Ray: see test_ray")
     n = scaled(parallel_opts, 120)
     flow = (
         nums(n=n)
@@ -154,6 +153,9 @@ def test_zip_with_several_workers_per_branch_and_random_delays_keeps_input_order
         | collect.options(name="pairs")
     )
     assert flow.run(**parallel_opts) == [(2 * x, str(x)) for x in range(n)]
+    # Several workers feeding the zip, and several reading it, each taking whole tuples.
+    flow = nums(n=n) | jitter.options(workers=2) | sf.zip(double, text) | pair.options(workers=2) | collect
+    assert sorted(flow.run(**parallel_opts)) == [(2 * x, str(x)) for x in range(n)]
 
 
 def test_an_input_skipped_in_a_branch_gives_no_tuple_and_is_recorded_once_a_branch(opts: dict[str, Any]) -> None:

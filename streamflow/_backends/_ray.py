@@ -43,7 +43,7 @@ from .._stats import WIDTH
 from .._transport._hub import forget_session, session_actor
 from .._transport._main_classes import MainClasses
 from .._transport._memory import LocalBuffer
-from .._transport._ray import RayEdge
+from .._transport._ray import HubSemaphore, RayEdge
 from .._records import Job, Outcome, PortableError, Record
 from .._transport._serialize import Reader, dumps, dumps_job
 from . import WorkerBackend
@@ -134,6 +134,7 @@ class RayBackend(WorkerBackend):
         self._woken = threading.Event()
         self._memory: LocalBuffer | None = None
         self._shipped: MainClasses | None = None  # collected for the first edge between workers
+        self._semaphores: list[HubSemaphore] = []
         self._released = False
 
     def edge(self, link: Link) -> RayEdge:
@@ -151,13 +152,19 @@ class RayBackend(WorkerBackend):
             producers_replaced=link.producer_replaced,
             consumers_replaced=link.consumer_replaced,
             producers_ordered=link.producer_ordered,
-            consumers_ordered=link.consumer_ordered,
+            consumers_ordered=link.consumer_ordered or link.consumer_zipped,  # one packet at a time, each
             shipped=self._shipped if fresh else None,
         )
 
     def memory(self, size: int, what: str) -> LocalBuffer:
         self._memory = LocalBuffer(size)
         return self._memory
+
+    def semaphore(self, value: int) -> HubSemaphore:
+        """A semaphore in the hub: each use a round trip (a zip's lock, where several workers share it)."""
+        semaphore = HubSemaphore((self._run, -1 - len(self._semaphores)), value)
+        self._semaphores.append(semaphore)
+        return semaphore
 
     def start(self, job: Job) -> None:
         task = RunJob.options(**_resources(job.node)).remote(dumps_job(job), self._events, self._run)
@@ -222,6 +229,8 @@ class RayBackend(WorkerBackend):
         if self._released:
             return
         self._released = True
+        for semaphore in self._semaphores:
+            semaphore.close()
         if self._started_ray:
             forget_session()
             ray.shutdown()

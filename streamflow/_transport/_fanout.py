@@ -74,14 +74,19 @@ class TeeSender:
 
     def send(self, item: Any) -> None:
         lock = self._lock
-        if lock is not None:
-            lock.acquire()
+        if lock is None:
+            for sender in self._senders:
+                sender.send(item)
+            return
+        lock.acquire()
         try:
             for sender in self._senders:
                 sender.send(item)
+                flush = getattr(sender, "flush", None)  # where sending is deferred (Ray's), in the edge now
+                if flush is not None:
+                    flush()
         finally:
-            if lock is not None:
-                lock.release()
+            lock.release()
 
     def close(self) -> None:
         for sender in self._senders:

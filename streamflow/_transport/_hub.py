@@ -198,6 +198,14 @@ class Channel:
             self._free += 1
             self._notify()
 
+    def free(self, release: int, holder: int | None = None) -> None:
+        """A consumer is done with ``release`` packets, and asks for none yet (a zip's join)."""
+        if holder is not None:
+            self._holding.pop(holder, None)
+            self._attempts.pop(holder, None)
+        self._free += release
+        self._notify()
+
     def consumer_done(self, release: int, ended: bool, holder: int | None = None, consumer: int | None = None) -> None:
         if consumer is not None:
             self._handed.pop(consumer, None)
@@ -234,6 +242,7 @@ class _Hub:
         self._edges: dict[Key, Channel] = {}
         self._gone = Channel(0, 1, 1)
         self._gone.abort()
+        self._semaphores: dict[Key, list[Any]] = {}  # key -> [count, changed event]
 
     def _edge(self, key: Key) -> Channel:
         return self._edges.get(key, self._gone)
@@ -296,6 +305,30 @@ class _Hub:
         self, key: Key, release: int, ended: bool, holder: int | None = None, consumer: int | None = None
     ) -> None:
         self._edge(key).consumer_done(release, ended, holder, consumer)
+
+    def free(self, key: Key, release: int, holder: int | None = None) -> None:
+        self._edge(key).free(release, holder)
+
+    def semaphore(self, key: Key, value: int) -> None:
+        self._semaphores[key] = [value, asyncio.Event()]
+
+    async def acquire(self, key: Key, block: bool) -> bool:
+        state = self._semaphores[key]
+        while state[0] == 0:
+            if not block:
+                return False
+            state[1].clear()
+            await state[1].wait()
+        state[0] -= 1
+        return True
+
+    def release(self, key: Key) -> None:
+        state = self._semaphores[key]
+        state[0] += 1
+        state[1].set()
+
+    def forget_semaphore(self, key: Key) -> None:
+        self._semaphores.pop(key, None)
 
     def abort(self, key: Key) -> None:
         self._edge(key).abort()

@@ -48,7 +48,7 @@ from ._hub import ABORTED, CLOSED, OK, QUIET, Key, Outgoing, hub
 from ._main_classes import MainClasses
 from ._serialize import Reader, dumps_message, loads
 
-__all__ = ["RayEdge", "RayReceiver", "RaySender", "RayTurnstile"]
+__all__ = ["HubSemaphore", "RayEdge", "RayReceiver", "RaySender", "RayTurnstile"]
 
 _LARGE = 1 << 20  # bytes from which an array goes through the object store
 _PICKLED = "pickled"
@@ -230,6 +230,12 @@ class RaySender:
         if self._credit == 0 or len(self._pending) >= _BATCH:
             self._flush()
 
+    def flush(self) -> None:
+        """Send what is built now, and wait until the hub has it (a zip's entry, under its lock)."""
+        outgoing = self.outgoing()
+        if outgoing is not None:
+            _get(self._hub.send.remote(*outgoing))
+
     def _flush(self) -> None:
         outgoing = self.outgoing()
         if outgoing is not None:
@@ -311,6 +317,13 @@ class RayReceiver:
         if self._held:
             self._done += 1
             self._held = False
+
+    def release_now(self) -> None:
+        """Free the packet handed out last in the hub now: a zip's join waits on another edge next."""
+        self.release()
+        if self._done and not self._batch:
+            self._hub.free.remote(self._key, self._done, self._holder)
+            self._done = 0
 
     def __next__(self) -> Any:
         return self.next_within(None)
@@ -403,3 +416,26 @@ class RayTurnstile:
 
     def close(self) -> None:
         """The state is the edge's, closed with it."""
+
+
+class HubSemaphore:
+    """A semaphore every worker of a run can use, kept in the hub (Ray workers share no memory).
+
+    Each ``acquire`` and ``release`` is a round trip to the hub: for the rare
+    waits that need one (several workers sharing a zip's entry or join).
+    """
+
+    def __init__(self, key: Key, value: int) -> None:
+        self._hub = hub()
+        self._key = key
+        _get(self._hub.semaphore.remote(key, value))
+
+    def acquire(self, block: bool = True) -> bool:
+        acquired: bool = _get(self._hub.acquire.remote(self._key, block))
+        return acquired
+
+    def release(self) -> None:
+        _get(self._hub.release.remote(self._key))
+
+    def close(self) -> None:
+        self._hub.forget_semaphore.remote(self._key)

@@ -14,9 +14,14 @@ a whole tuple under ``lock``, so that no two of them split one; a
 consumer waiting for an item under it holds nothing another could use.
 
 Waits: the receiver waits on one edge at a time, for the branch whose item
-is next.  That branch's item comes from an input already sent to every
-branch (``_fanout``), so its wait ends whatever the others do: their edges
-fill and their producers wait for this receiver, who reads them next.
+is next, and holds nothing while it waits: asking for a tuple first lets
+go of every packet of the last one.  (Were it to keep the packet of one
+branch while it waited for another, that branch could not take its next
+input, its producer, a tee, could not send the next item, and the branch
+waited for would never get it.)  The item it waits for comes from an
+input already sent to every branch (``_fanout``), so its wait ends
+whatever the others do: their edges fill and their producers wait for
+this receiver, who reads them next.
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ class ZipReceiver:
     def __next__(self) -> Any:
         lock = self._lock
         while True:
+            self.release()  # let go of the last tuple's packets before waiting for any of the next
             items = []
             if lock is not None:
                 lock.acquire()
@@ -67,16 +73,16 @@ class ZipReceiver:
                 if lock is not None:
                     lock.release()
             if not any(item is HOLE for item in items):  # identity: an item's own == may not say bool
-                return tuple(items)
-            self.release()  # a skipped input: no tuple for it
+                return tuple(items)  # a skipped input (a hole) gives none: on to the next
 
     def next_within(self, seconds: float) -> Any:
         """Not timed: the items of one tuple come from one input, so they are there or not long after."""
         return next(self)
 
     def release(self) -> None:
+        """Free the slots of the tuple handed out last, on every edge at once."""
         for receiver in self._receivers:
-            receiver.release()
+            getattr(receiver, "release_now", receiver.release)()
 
     def finish(self) -> None:
         for receiver in self._receivers:
