@@ -18,6 +18,9 @@ Workloads (each on the thread backend and on processes under fork and spawn):
   milliseconds per message, against the floor of one numpy memcpy per hop
   measured in the same run;
 - cpu: a pure-Python stage of about 2 ms per item, 1 and 2 workers;
+- branches: a tee, a route and a merge of two branches against one hop,
+  and a zip of two map stages against a chain through one, microseconds an
+  input item (``branches.py``);
 - idle: CPU milliseconds the flow's stages spend while a slow source makes
   them wait 10 s for its second item (what spinning costs an idle flow);
 - startup: a trivial 3-stage flow, started and torn down, in milliseconds;
@@ -70,7 +73,7 @@ from typing import Any, cast
 from streamflow._options import StartMethod
 from streamflow._transport._spin import SPIN_ENV
 
-from . import io, order, policies
+from . import branches, io, order, policies
 from . import workloads as w
 from .ring import run_edges, run_ring
 
@@ -356,6 +359,23 @@ def _cpu(settings: Settings) -> Iterator[Row]:
                 theirs=rates[budget, 1],
                 note="theirs = 1 worker; ratio = speed-up",
             )
+
+
+def _branches(settings: Settings) -> Iterator[Row]:
+    n, rounds = (2000, 3) if settings.quick else (20_000, 5)
+    for backend, method in METHODS[:2]:  # threads and fork: the shapes, not the start method
+        options: dict[str, Any] = {"backend": backend, "start_method": method}
+        cost = branches.costs(options, n, rounds)
+        hop, chain = cost["one hop"], cost["chain of a map"]
+        for name in ("tee of 2", "route to 2", "merge of 2"):
+            yield Row(
+                "branches", f"{_label(backend, method)} {name}", "us/item", cost[name], theirs=hop,
+                note=f"theirs = one hop ({hop:.2f} us); {cost[name] / hop:.2f}x; median of {rounds}",
+            )
+        yield Row(
+            "branches", f"{_label(backend, method)} zip of 2 maps", "us/item", cost["zip of 2 maps"], theirs=chain,
+            note=f"theirs = a chain through one map ({chain:.2f} us); {cost['zip of 2 maps'] / chain:.2f}x",
+        )
 
 
 # -- an idle flow ---------------------------------------------------------------------
@@ -782,6 +802,7 @@ WORKLOADS: dict[str, Callable[[Settings], Iterator[Row]]] = {
     "edges": _edges,
     "large": _large,
     "cpu": _cpu,
+    "branches": _branches,
     "idle": _idle,
     "startup": _startup,
     "startup-heavy": _startup_heavy,
@@ -806,7 +827,7 @@ def run_benchmarks(settings: Settings) -> Iterator[Row]:
 
 def _format(row: Row, compare: bool) -> str:
     text = f"{row.workload:8} {row.config:44} {row.ours:10.2f} {row.unit:8}"
-    if compare or row.workload == "cpu":
+    if compare or row.workload in ("cpu", "branches"):
         theirs = "" if row.theirs is None else f"{row.theirs:10.2f}"
         ratio = "" if row.ratio is None else f"{row.ratio:7.2f}x"
         text += f" {theirs:>10} {ratio:>8}"

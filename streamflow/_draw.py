@@ -50,16 +50,32 @@ def _arrows(plan: Plan) -> list[tuple[Node, Node, Link]]:
 
 
 def _places(plan: Plan) -> dict[int, tuple[int, int]]:
-    """(column, row) of each node: its depth from the sources, then its order in that column."""
+    """(column, row) of each node: its depth from the sources, then a row near its upstream's.
+
+    Within a column, nodes are ordered by the mean row of the nodes they read
+    (plan order for ties), so that branches stay in their rows and joins sit
+    between them.
+    """
     depth: dict[int, int] = {}
     for node in plan.nodes:  # every node comes after those it reads
         depth[node.index] = max((depth[up.index] + 1 for up in plan.upstream(node)), default=0)
-    rows: dict[int, int] = {}
-    places = {}
+    columns: dict[int, list[Node]] = {}
     for node in plan.nodes:
-        column = depth[node.index]
-        places[node.index] = (column, rows.get(column, 0))
-        rows[column] = rows.get(column, 0) + 1
+        columns.setdefault(depth[node.index], []).append(node)
+    places: dict[int, tuple[int, int]] = {}
+    for column in sorted(columns):
+        def mean_row(node: Node) -> float:
+            rows = [places[up.index][1] for up in plan.upstream(node)]
+            return sum(rows) / len(rows) if rows else 0.0
+
+        nodes = sorted(columns[column], key=mean_row)  # stable: plan order for ties
+        taken: set[int] = set()
+        for node in nodes:
+            row = max(round(mean_row(node)), 0)
+            while row in taken:
+                row += 1
+            taken.add(row)
+            places[node.index] = (column, row)
     return places
 
 
@@ -132,12 +148,14 @@ def to_svg(plan: Plan, stats: Sequence[StageStats] = ()) -> str:
     for writer, reader, link in _arrows(plan):
         (x1, y1), (x2, y2) = corner(writer), corner(reader)
         start, end = (x1 + _BOX_W + 2, y1 + _BOX_H / 2), (x2 - 2, y2 + _BOX_H / 2)
+        # An arrow past the next column runs along its own row to the last gap, then turns.
+        bend = (x2 - _GAP / 2, start[1]) if x2 - x1 > _BOX_W + _GAP else start
         parts.append(
-            f'<line x1="{start[0]}" y1="{start[1]}" x2="{end[0]}" y2="{end[1]}" stroke="#555" '
-            f'stroke-width="1.5" marker-end="url(#sf-arrow)"/>'
+            f'<polyline points="{start[0]},{start[1]} {bend[0]},{bend[1]} {end[0]},{end[1]}" fill="none" '
+            f'stroke="#555" stroke-width="1.5" marker-end="url(#sf-arrow)"/>'
         )
         parts.append(
-            f'<text x="{(start[0] + end[0]) / 2}" y="{(start[1] + end[1]) / 2 - 8}" text-anchor="middle" '
+            f'<text x="{start[0] + 6}" y="{start[1] - 6 if end[1] >= start[1] else start[1] + 14}" '
             f'fill="#555" font-size="10">{escape(_edge_label(link))}</text>'
         )
     if slowest is not None:

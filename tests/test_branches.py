@@ -260,7 +260,7 @@ def test_stats_report_and_pictures_show_the_graph(parallel_opts: dict[str, Any])
     dot = run.to_dot()
     assert dot.count("->") == 5  # nums to each double, double#2 to neg, double and neg to collect
     svg = run._repr_svg_()
-    assert svg.count("<rect") == 5 and svg.count("<line") == 5
+    assert svg.count("<rect") == 5 and svg.count("<polyline") == 5
 
 
 # -- failures and stops across branches ------------------------------------------------

@@ -24,7 +24,7 @@ def test_svg_is_well_formed_and_names_every_stage() -> None:
     texts = [t.text for t in root.iter(f"{SVG}text")]
     assert [t for t in texts if t in {"count_to", "add", "total"}] == ["count_to", "add", "add", "total"]
     assert len(list(root.iter(f"{SVG}rect"))) == 4
-    assert len(list(root.iter(f"{SVG}line"))) == 3
+    assert len(list(root.iter(f"{SVG}polyline"))) == 3
 
 
 def test_after_a_run_the_picture_shows_rates_and_the_bottleneck() -> None:

@@ -77,3 +77,16 @@ def test_api_fetch_times_out_the_stuck_request() -> None:
     assert isinstance(stuck.error, sf.ItemTimeout)
     busy = [i for i in range(api_fetch.STUCK + 1) if i % api_fetch.BUSY_EVERY == 7]
     assert busy and not any(f.item in busy for f in summary.failures)  # retried, not skipped
+
+
+def test_ingest_tables(opts: dict[str, Any], tmp_path: Path) -> None:
+    from examples import ingest_tables
+
+    export = str(ingest_tables.make_export(tmp_path / "export.jsonl", 400))
+    database = str(tmp_path / "ingest.db")
+    run, (articles, words) = ingest_tables.ingest(export, database, **opts)
+    bad = ingest_tables.malformed(400)
+    assert (articles, words) == (400 - bad, 12 * (400 - bad))
+    assert run.results["dead_letters"] == bad == len(run.failures)
+    ingest_tables.ingest(export, database, **opts)  # again: nothing is written twice
+    assert ingest_tables.count_rows(database) == {"articles": 400 - bad, "words": 12 * (400 - bad), "dead_letters": bad}

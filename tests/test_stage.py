@@ -442,16 +442,21 @@ def test_exported_names() -> None:
         "StreamflowError",
         "TooManyFailures",
         "UnpicklableMessage",
+        "UnroutedItem",
         "WorkerCrashed",
         "WorkerInfo",
         "WorkerStats",
         "batch",
         "map",
+        "merge",
+        "route",
         "shutdown",
         "source",
         "stage",
+        "tee",
         "unbatch",
         "worker_info",
+        "zip",
     }
     assert len(sf.__all__) == len(set(sf.__all__))
     for name in sf.__all__:
