@@ -21,6 +21,9 @@ Workloads (each on the thread backend and on processes under fork and spawn):
 - branches: a tee, a route and a merge of two branches against one hop,
   and a zip of two map stages against a chain through one, microseconds an
   input item (``branches.py``);
+- cpu-flow: a 2-worker stage of 1 ms an item between five light stages
+  (seven processes on two cores), whole runs against ``Pool(2).imap``:
+  what waiting costs a CPU-bound flow (``cpu_flow.py``);
 - idle: CPU milliseconds the flow's stages spend while a slow source makes
   them wait 10 s for its second item (what spinning costs an idle flow);
 - startup: a trivial 3-stage flow, started and torn down, in milliseconds;
@@ -73,7 +76,7 @@ from typing import Any, cast
 from streamflow._options import StartMethod
 from streamflow._transport._spin import SPIN_ENV
 
-from . import branches, io, order, policies
+from . import branches, cpu_flow, io, order, policies
 from . import workloads as w
 from .ring import run_edges, run_ring
 
@@ -375,6 +378,21 @@ def _branches(settings: Settings) -> Iterator[Row]:
         yield Row(
             "branches", f"{_label(backend, method)} zip of 2 maps", "us/item", cost["zip of 2 maps"], theirs=chain,
             note=f"theirs = a chain through one map ({chain:.2f} us); {cost['zip of 2 maps'] / chain:.2f}x",
+        )
+
+
+def _cpu_flow(settings: Settings) -> Iterator[Row]:
+    n, rounds = (1000, 3) if settings.quick else (3000, 5)
+    seconds = cpu_flow.against_pool(n, rounds)
+    pool = seconds["Pool(2).imap"]
+    for name in ("streamflow", "streamflow spin_us=0"):
+        yield Row(
+            "cpu-flow",
+            f"fork {name}, 7 processes, {n} x 1 ms",
+            "s",
+            seconds[name],
+            theirs=pool,
+            note=f"theirs = Pool(2).imap(chunksize=32): {seconds[name] / pool - 1:+.1%}; median of {rounds}",
         )
 
 
@@ -803,6 +821,7 @@ WORKLOADS: dict[str, Callable[[Settings], Iterator[Row]]] = {
     "large": _large,
     "cpu": _cpu,
     "branches": _branches,
+    "cpu-flow": _cpu_flow,
     "idle": _idle,
     "startup": _startup,
     "startup-heavy": _startup_heavy,
@@ -827,7 +846,7 @@ def run_benchmarks(settings: Settings) -> Iterator[Row]:
 
 def _format(row: Row, compare: bool) -> str:
     text = f"{row.workload:8} {row.config:44} {row.ours:10.2f} {row.unit:8}"
-    if compare or row.workload in ("cpu", "branches"):
+    if compare or row.workload in ("cpu", "cpu-flow", "branches"):
         theirs = "" if row.theirs is None else f"{row.theirs:10.2f}"
         ratio = "" if row.ratio is None else f"{row.ratio:7.2f}x"
         text += f" {theirs:>10} {ratio:>8}"

@@ -176,6 +176,57 @@ def test_a_long_wait_turns_spinning_off_until_a_short_one(monkeypatch: pytest.Mo
     assert _spin.wait(lambda block: block, 0, True) is False  # no budget, no tries
 
 
+def test_a_yield_that_loses_the_core_stops_spinning_for_a_while(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a clock of our own: a yield that takes a time slice means someone busy had the core."""
+    clock = 0
+    slice_at: set[int] = set()  # the tries (counted over the whole test) whose yield loses a slice
+    tries = 0
+    budget = 50_000
+
+    def tick() -> None:
+        nonlocal clock, tries
+        tries += 1
+        clock += 4_000_000 if tries in slice_at else 1_000
+
+    monkeypatch.setattr(_spin, "_now", lambda: clock)
+    monkeypatch.setattr(_spin, "_yield", tick)
+    monkeypatch.setattr(_spin, "_crowding", _spin._Crowding())
+
+    def wait(length_us: int) -> int:
+        """Wait for a producer ``length_us`` away; how many tries it made."""
+        before = tries
+        arrives = clock + length_us * 1_000
+
+        def acquire(block: bool) -> bool:
+            nonlocal clock
+            if block:
+                clock = max(clock, arrives)
+            return block or clock >= arrives
+
+        _spin.wait(acquire, budget)
+        return tries - before
+
+    for _ in range(3000):  # a hand-off flow: every wait is caught while spinning
+        assert wait(5) == 5
+    slice_at.add(tries + 1)  # once, the core goes to someone else for 4 ms
+    assert wait(5) == 1
+    # A rare loss: no spinning for ten times what it lost (40 ms), then spinning as before.
+    assert wait(5) == 0
+    clock += 41_000_000
+    assert wait(5) == 5
+    # Around CPU-bound stages: the yields of a new process keep losing slices.
+    monkeypatch.setattr(_spin, "_crowding", _spin._Crowding())
+    slice_at.add(tries + 1)
+    assert wait(5) == 1  # lost once: maybe the start-up; 40 ms without spinning
+    clock += 41_000_000
+    slice_at.add(tries + 1)
+    assert wait(5) == 1  # twice in two waits: the cores are crowded
+    clock += 41_000_000
+    assert wait(5) == 0  # half a second without spinning
+    clock += 500_000_000
+    assert wait(5) == 5
+
+
 # -- exactness ------------------------------------------------------------------
 
 
