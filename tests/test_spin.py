@@ -155,6 +155,7 @@ def test_a_long_wait_turns_spinning_off_until_a_short_one(monkeypatch: pytest.Mo
 
     monkeypatch.setattr(_spin, "_now", lambda: clock)
     monkeypatch.setattr(_spin, "_yield", tick)
+    monkeypatch.setattr(_spin, "_crowding", _spin._Crowding())  # what real waits saw is on another clock
 
     def wait(length: int, spin: bool) -> tuple[bool, int]:
         nonlocal clock, tries

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _server_pid() -> int:
-    pid = _warm._server.pid
+    pid = _warm.server_pid()
     assert pid is not None
     return pid
 
@@ -95,7 +95,7 @@ SCRIPT = """
     stop = threading.Event()
     threading.Thread(target=stop.wait, daemon=True).start()
     print(sum((sf.source(range(10)) | double).run()), flush=True)
-    print(_warm._server.pid, flush=True)
+    print(_warm.server_pid(), flush=True)
     stop.set()
 """
 
@@ -122,7 +122,7 @@ def test_shutdown_stops_the_fork_server_and_the_next_run_starts_one() -> None:
     server = _server_pid()
     assert server in {child.pid for child in psutil.Process().children()}
     sf.shutdown()
-    assert _warm._server.pid is None
+    assert _warm.server_pid() is None
     assert not psutil.pid_exists(server)  # ended and reaped: not even a zombie of ours
     sf.shutdown()  # again: nothing to stop
     assert (count_to(n=4) | square | total).run() == 14

@@ -72,26 +72,31 @@ def sender_for(
     ``locks``: the zips' entry locks, where several workers feed one;
     ``unrouted``: records an item a route skipped.
     """
-    if isinstance(fanout, Send):
-        return senders[fanout.link]
-    if isinstance(fanout, Tee):
-        branches = [sender_for(branch, senders, locks, unrouted, node, worker) for branch in fanout.branches]
-        if len(branches) == 1:
-            return branches[0]
-        return TeeSender(branches, locks.get(lock_key(fanout)) if fanout.zipped else None)
-    return _route(fanout, senders, locks, unrouted, node, worker)
+
+    def build(fanout: Fanout) -> Sender:
+        if isinstance(fanout, Send):
+            return senders[fanout.link]
+        if isinstance(fanout, Tee):
+            branches = [build(branch) for branch in fanout.branches]
+            if len(branches) == 1:
+                return branches[0]
+            return TeeSender(branches, locks.get(lock_key(fanout)) if fanout.zipped else None)
+        choices = {key: build(branch) for key, branch in fanout.choices}
+        default = None if fanout.default is None else build(fanout.default)
+        return _route(fanout, choices, default, unrouted, node, worker)
+
+    return build(fanout)
 
 
 def _route(
     route: Route,
-    senders: Mapping[int, Sender],
-    locks: Mapping[tuple[int, ...], Lock],
+    choices: dict[Any, Sender],
+    default: Sender | None,
     unrouted: Callable[[FailureEvent], None],
     node: int,
     worker: int,
 ) -> Sender:
-    choices = {key: sender_for(branch, senders, locks, unrouted, node, worker) for key, branch in route.choices}
-    default = None if route.default is None else sender_for(route.default, senders, locks, unrouted, node, worker)
+    """The end of ``route``: each item to its key's branch in ``choices``, else ``default``."""
     every = [*choices.values(), *([default] if default is not None else [])]
     key, skip, block = route.key, route.skip, route.block
 

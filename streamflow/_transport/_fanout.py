@@ -31,7 +31,7 @@ from typing import Any, Protocol
 from . import DownstreamClosed, Sender
 from ._clock import Clock
 
-__all__ = ["ChoiceSender", "Lock", "TeeSender"]
+__all__ = ["ChoiceSender", "Ends", "Lock", "TeeSender"]
 
 
 class Lock(Protocol):
@@ -39,14 +39,13 @@ class Lock(Protocol):
     def release(self) -> None: ...
 
 
-class TeeSender:
-    """One end over several: every item to every branch that still reads."""
+class Ends:
+    """An end made of several: its waits are timed on one clock, which each of its parts shares."""
 
-    __slots__ = ("_senders", "_lock", "_clock")
+    __slots__ = ("_parts", "_clock")
 
-    def __init__(self, senders: list[Sender], lock: Lock | None = None) -> None:
-        self._senders = senders
-        self._lock = lock
+    def __init__(self, parts: list[Any]) -> None:
+        self._parts: list[Any] = parts
         self._clock = Clock()
 
     @property
@@ -56,8 +55,19 @@ class TeeSender:
     @clock.setter
     def clock(self, clock: Clock) -> None:
         self._clock = clock
-        for sender in self._senders:
-            sender.clock = clock
+        for part in self._parts:
+            part.clock = clock
+
+
+class TeeSender(Ends):
+    """One end over several: every item to every branch that still reads."""
+
+    __slots__ = ("_senders", "_lock")
+
+    def __init__(self, senders: list[Sender], lock: Lock | None = None) -> None:
+        super().__init__(senders)
+        self._senders = senders
+        self._lock = lock
 
     def reserve(self) -> None:
         for sender in list(self._senders):
@@ -93,27 +103,17 @@ class TeeSender:
             sender.close()
 
 
-class ChoiceSender:
+class ChoiceSender(Ends):
     """One end over several: each item to the one ``choose(item)`` names (None: to none)."""
 
-    __slots__ = ("_choose", "_senders", "_closed", "_clock")
+    __slots__ = ("_choose", "_senders", "_closed")
 
     def __init__(self, choose: Callable[[Any], Sender | None], senders: list[Sender]) -> None:
         """``senders``: every one ``choose`` may name, to reserve with and close."""
+        super().__init__(senders)
         self._choose = choose
         self._senders = senders
         self._closed: set[int] = set()  # ids of the senders whose consumers stopped reading
-        self._clock = Clock()
-
-    @property
-    def clock(self) -> Clock:
-        return self._clock
-
-    @clock.setter
-    def clock(self, clock: Clock) -> None:
-        self._clock = clock
-        for sender in self._senders:
-            sender.clock = clock
 
     def reserve(self) -> None:
         """Nothing: the edge is known once the item is; ``send`` waits for its slot."""

@@ -40,19 +40,26 @@ import types
 from collections import ChainMap
 from collections.abc import Callable
 from multiprocessing.reduction import ForkingPickler
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import cloudpickle
 
 from .._errors import UnpicklableMessage
 
-if TYPE_CHECKING:
-    from ._main_classes import MainClasses
+
+
+class Shipped(Protocol):
+    """The caller's ``__main__`` classes installed where an edge's reader is (``_main_classes``)."""
+
+    def covers(self, obj: Any, main: bytes) -> bool:
+        """Whether every ``__main__`` name in ``main``, the plain pickle of ``obj``, is installed."""
 
 __all__ = [
     "HEAD",
     "Packed",
     "Reader",
+    "Serves",
+    "Shipped",
     "by_value",
     "dumps",
     "dumps_job",
@@ -61,6 +68,7 @@ __all__ = [
     "pack",
     "pack_message",
     "read",
+    "serves",
     "write",
 ]
 
@@ -160,18 +168,40 @@ def _pickle_with(cls: type[pickle.Pickler], obj: Any, buffer_callback: Callable[
 # -- whole objects --------------------------------------------------------------------
 
 
+Serves = Callable[[Any, bytes], bool]  # (an object, its plain pickle): whether the reader can load it
+
+
+def serves(reader: Reader, shipped: Shipped | None = None) -> Serves | None:
+    """Whether a plain pickle of an object serves ``reader`` (None: it always does), the one rule
+    of the fast path for every transport.
+
+    A reader with the caller's ``__main__`` (or the caller) loads any plain
+    pickle; a fresh interpreter loads one that names ``__main__`` only for
+    the classes installed there (``shipped``).  ``find``, not ``in``:
+    ``bytes in bytes`` first tries the needle as an int and clears the
+    TypeError, which costs it twice find's instructions.
+    """
+    if not reader.checks_main:
+        return None
+    covers = shipped.covers if shipped is not None else None
+
+    def served(obj: Any, main: bytes) -> bool:
+        return main.find(b"__main__") < 0 or (covers is not None and covers(obj, main))
+
+    return served
+
+
 def _dumps(
     obj: Any,
     reader: Reader,
     buffer_callback: Callable[[pickle.PickleBuffer], None] | None,
     discard: Callable[[], None] = lambda: None,
-    shipped: MainClasses | None = None,
+    shipped: Shipped | None = None,
 ) -> bytes:
     try:
         main = pickle.dumps(obj, protocol=5, buffer_callback=buffer_callback)
-        if not (reader.checks_main and b"__main__" in main):
-            return main
-        if shipped is not None and shipped.covers(obj, main):
+        served = serves(reader, shipped)
+        if served is None or served(obj, main):
             return main
     except Exception:  # noqa: BLE001 - redone below, which reports its own error
         pass
@@ -179,7 +209,7 @@ def _dumps(
     return _pickle_with(_ToCaller if reader is Reader.CALLER else _ByValue, obj, buffer_callback)
 
 
-def dumps(obj: Any, reader: Reader, shipped: MainClasses | None = None) -> bytes:
+def dumps(obj: Any, reader: Reader, shipped: Shipped | None = None) -> bytes:
     """``obj`` pickled for ``reader``, buffers in band; raises ``pickle.PicklingError``
     or ``TypeError`` if it cannot travel.  ``shipped``: the ``__main__`` classes a fresh
     reader has installed."""
@@ -228,7 +258,7 @@ class Packed:
         self.size = offset
 
 
-def pack(obj: Any, reader: Reader, shipped: MainClasses | None = None) -> Packed:
+def pack(obj: Any, reader: Reader, shipped: Shipped | None = None) -> Packed:
     """Pickle ``obj`` for ``reader`` (``shipped``: as for ``dumps``); raises
     ``pickle.PicklingError``/``TypeError`` if it cannot travel."""
     raw: list[pickle.PickleBuffer] = []
@@ -240,7 +270,7 @@ def pack(obj: Any, reader: Reader, shipped: MainClasses | None = None) -> Packed
     return Packed(main, [b.raw() for b in raw])
 
 
-def pack_message(item: Any, reader: Reader, stage: str, shipped: MainClasses | None = None) -> Packed:
+def pack_message(item: Any, reader: Reader, stage: str, shipped: Shipped | None = None) -> Packed:
     """``pack`` for an item a stage yielded; raises ``UnpicklableMessage`` naming the stage."""
     try:
         return pack(item, reader, shipped)
@@ -248,7 +278,7 @@ def pack_message(item: Any, reader: Reader, stage: str, shipped: MainClasses | N
         raise _unpicklable(item, reader, stage, exc) from exc
 
 
-def dumps_message(item: Any, reader: Reader, stage: str, shipped: MainClasses | None = None) -> bytes:
+def dumps_message(item: Any, reader: Reader, stage: str, shipped: Shipped | None = None) -> bytes:
     """``dumps`` for an item a stage yielded; raises ``UnpicklableMessage`` naming the stage."""
     try:
         return dumps(item, reader, shipped)

@@ -30,31 +30,20 @@ from collections.abc import Iterator
 from typing import Any
 
 from . import HOLE, Receiver
-from ._clock import Clock
-from ._fanout import Lock
+from ._fanout import Ends, Lock
 
 __all__ = ["ZipReceiver"]
 
 
-class ZipReceiver:
+class ZipReceiver(Ends):
     """One tuple of one item from each of ``receivers`` at a time; tuples with a hole are left out."""
 
-    __slots__ = ("_receivers", "_lock", "_clock")
+    __slots__ = ("_receivers", "_lock")
 
     def __init__(self, receivers: list[Receiver], lock: Lock | None = None) -> None:
+        super().__init__(receivers)
         self._receivers = receivers
         self._lock = lock
-        self._clock = Clock()
-
-    @property
-    def clock(self) -> Clock:
-        return self._clock
-
-    @clock.setter
-    def clock(self, clock: Clock) -> None:
-        self._clock = clock
-        for receiver in self._receivers:
-            receiver.clock = clock
 
     def __iter__(self) -> Iterator[Any]:
         return self
